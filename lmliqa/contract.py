@@ -1,0 +1,326 @@
+"""The preprocessing contract: the one definition of how an image becomes model input.
+
+Training, evaluation, export metadata and every runtime read this object, so an image is turned
+into crops by exactly one code path (numpy + Pillow, no torch). The contract serialises to JSON and
+travels inside every checkpoint and exported artifact.
+
+Pipeline, in order (each step is a field of :class:`PreprocessContract`):
+
+1. **decode** with Pillow; the first frame of animated files.
+2. **EXIF orientation** applied (``ImageOps.exif_transpose``) when ``exif_transpose`` is true.
+3. **to RGB**, with explicit rules per mode (see :func:`to_rgb`): 16-bit grey/int images are scaled
+   by 1/257 and rounded, float images are taken as 0..1, alpha and palette transparency are composited
+   over ``background``, CMYK uses Pillow's conversion (ICC profiles are ignored everywhere).
+4. **resize** (``resize``): ``none`` keeps native resolution (DEIQT's choice), ``shorter_side`` /
+   ``longer_side`` scale with the aspect kept, ``fixed`` scales to ``[height, width]``. Pillow's
+   filters antialias when they shrink. An image whose shorter side is then below ``crop_size`` is
+   upscaled (aspect kept) so every crop lies inside it, or rejected if ``small_image == "error"``.
+5. **crops** of ``crop_size``²: evaluation uses a fixed grid (``eval_rows`` × ``eval_cols``; crop
+   ``(r, c)`` has its top-left corner at ``round(r * (H - s) / (rows - 1))``, ``round(c * (W - s) /
+   (cols - 1))``, centred when rows or cols is 1; row-major order). Training draws random crops and
+   flips them horizontally with probability ``train_hflip``.
+6. **model input**: float32, NCHW, RGB, raw pixel values 0..255. Normalisation with ``mean``/``std``
+   (given on the 0..1 scale) happens *inside* the network, so devices feed pixels.
+7. **aggregation** of the per-crop scores into the image score (``mean`` or ``median``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+_INTERPOLATIONS = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
+_RESIZE_MODES = ("none", "shorter_side", "longer_side", "fixed")
+_AGGREGATIONS = ("mean", "median")
+
+
+class ImageDecodeError(ValueError):
+    """An input could not be turned into an RGB image; the message names the input."""
+
+
+class ContractError(ValueError):
+    """A contract field is invalid, or an image cannot satisfy the contract."""
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """What the model's output means: the label scale it was trained on and its direction."""
+
+    min: float = 0.0
+    max: float = 100.0
+    higher_is_better: bool = True
+    name: str = "MOS"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoreScale:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class PreprocessContract:
+    version: int = 1
+    exif_transpose: bool = True
+    background: tuple[int, int, int] = (255, 255, 255)
+    resize: str = "none"
+    resize_size: tuple[int, ...] = ()
+    interpolation: str = "bilinear"
+    small_image: str = "upscale"
+    crop_size: int = 224
+    eval_rows: int = 3
+    eval_cols: int = 3
+    train_hflip: float = 0.5
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_dtype: str = "float32"
+    input_layout: str = "NCHW"
+    input_range: tuple[float, float] = (0.0, 255.0)
+    aggregation: str = "mean"
+    notes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep tuples so the object stays hashable and comparable.
+        for name in ("background", "resize_size", "mean", "std", "input_range"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    # ----------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessContract:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ContractError(f"unknown preprocessing contract fields: {sorted(unknown)}")
+        if int(d.get("version", 1)) != 1:
+            raise ContractError(f"contract version {d['version']} is newer than this lmliqa supports (1)")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessContract:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> PreprocessContract:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.resize not in _RESIZE_MODES:
+            raise ContractError(f"resize must be one of {_RESIZE_MODES}, got {self.resize!r}")
+        want = {"none": 0, "shorter_side": 1, "longer_side": 1, "fixed": 2}[self.resize]
+        if len(self.resize_size) != want or any(int(s) <= 0 for s in self.resize_size):
+            raise ContractError(f"resize={self.resize!r} needs {want} positive size value(s), got {self.resize_size}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ContractError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}")
+        if self.small_image not in ("upscale", "error"):
+            raise ContractError("small_image must be 'upscale' or 'error'")
+        if self.crop_size < 16 or self.eval_rows < 1 or self.eval_cols < 1:
+            raise ContractError("crop_size must be >= 16 and eval_rows/eval_cols >= 1")
+        if not 0.0 <= self.train_hflip <= 1.0:
+            raise ContractError("train_hflip is a probability in [0, 1]")
+        if self.aggregation not in _AGGREGATIONS:
+            raise ContractError(f"aggregation must be one of {_AGGREGATIONS}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ContractError("mean and std need 3 values each, std > 0")
+        if (self.input_dtype, self.input_layout, self.input_range) != ("float32", "NCHW", (0.0, 255.0)):
+            raise ContractError("this lmliqa version hands models float32 NCHW input in 0..255")
+
+    @property
+    def n_eval_crops(self) -> int:
+        return self.eval_rows * self.eval_cols
+
+    # ----------------------------------------------------------------- pipeline
+    def load(self, src: ImageSource) -> Image.Image:
+        """Steps 1-4: decode, orient, convert to RGB and resize."""
+        return self.resize_image(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background))
+
+    def resize_image(self, img: Image.Image) -> Image.Image:
+        w, h = img.size
+        if self.resize == "shorter_side":
+            s = self.resize_size[0] / min(w, h)
+            target = (round(w * s), round(h * s))
+        elif self.resize == "longer_side":
+            s = self.resize_size[0] / max(w, h)
+            target = (round(w * s), round(h * s))
+        elif self.resize == "fixed":
+            target = (int(self.resize_size[1]), int(self.resize_size[0]))
+        else:
+            target = (w, h)
+        tw, th = target
+        if min(tw, th) < self.crop_size:
+            if self.small_image == "error":
+                raise ContractError(f"image is {w}x{h} (after resize {tw}x{th}); crops need {self.crop_size}px")
+            s = self.crop_size / min(tw, th)
+            tw, th = max(self.crop_size, round(tw * s)), max(self.crop_size, round(th * s))
+        if (tw, th) == (w, h):
+            return img
+        return img.resize((tw, th), _INTERPOLATIONS[self.interpolation])
+
+    def eval_boxes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Top-left corners (top, left) of the deterministic evaluation crops, row-major."""
+        s = self.crop_size
+        if height < s or width < s:
+            raise ContractError(f"image {width}x{height} is smaller than the {s}px crop")
+        return [(_grid_pos(r, self.eval_rows, height - s), _grid_pos(c, self.eval_cols, width - s))
+                for r in range(self.eval_rows) for c in range(self.eval_cols)]
+
+    def eval_crops(self, src: ImageSource) -> np.ndarray:
+        """The model input for one image: (n_eval_crops, 3, s, s) float32 pixels 0..255."""
+        arr = np.asarray(self.load(src), dtype=np.uint8)
+        s = self.crop_size
+        crops = [arr[t:t + s, l:l + s] for t, l in self.eval_boxes(*arr.shape[:2])]
+        return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
+
+    def random_boxes(self, height: int, width: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n random crop boxes (top, left, flip) for training; uniform positions, flips with train_hflip."""
+        s = self.crop_size
+        tops = rng.integers(0, height - s + 1, size=n)
+        lefts = rng.integers(0, width - s + 1, size=n)
+        flips = rng.random(n) < self.train_hflip
+        return np.stack([tops, lefts, flips.astype(np.int64)], axis=1)
+
+    def crops_from_boxes(self, arr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """Cut (top, left[, flip]) boxes out of an HxWx3 uint8 array -> (n, 3, s, s) float32."""
+        s = self.crop_size
+        out = np.empty((len(boxes), 3, s, s), dtype=np.float32)
+        for i, box in enumerate(boxes):
+            t, l = int(box[0]), int(box[1])
+            crop = arr[t:t + s, l:l + s]
+            if len(box) > 2 and box[2]:
+                crop = crop[:, ::-1]
+            out[i] = crop.transpose(2, 0, 1)
+        return out
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Reference normalisation (the network applies the same inside): (x/255 - mean)/std, NCHW."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        return (x / np.float32(255.0) - mean) / std
+
+    def aggregate(self, crop_scores: np.ndarray) -> float:
+        crop_scores = np.asarray(crop_scores, dtype=np.float64)
+        if self.aggregation == "median":
+            return float(np.median(crop_scores))
+        return float(np.mean(crop_scores))
+
+
+def _grid_pos(i: int, n: int, span: int) -> int:
+    if n == 1:
+        return span // 2
+    return int(round(i * span / (n - 1)))
+
+
+# --------------------------------------------------------------------------------- decoding
+def load_rgb(src: ImageSource, exif_transpose: bool = True,
+             background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Decode any supported input to an 8-bit RGB Pillow image, or raise ImageDecodeError."""
+    name = _describe(src)
+    try:
+        if isinstance(src, np.ndarray):
+            return to_rgb(_from_array(src), background)
+        if isinstance(src, Image.Image):
+            return to_rgb(_oriented(src, exif_transpose), background)
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            fp: Any = io.BytesIO(bytes(src))
+        elif isinstance(src, (str, os.PathLike)):
+            fp = Path(src)
+            if not fp.is_file():
+                raise ImageDecodeError(f"{name}: no such file")
+        else:
+            raise ImageDecodeError(f"unsupported input type {type(src).__name__}; "
+                                   "give a path, bytes, a PIL image or an HxW[x3|4] uint8 array")
+        with Image.open(fp) as opened:
+            opened.seek(0)  # first frame of animated files
+            img = _oriented(opened, exif_transpose)
+            img.load()
+        return to_rgb(img, background)
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def _oriented(img: Image.Image, exif_transpose: bool) -> Image.Image:
+    """A loaded copy of img, turned upright by its EXIF orientation tag when asked."""
+    if exif_transpose:
+        out = ImageOps.exif_transpose(img)
+        if out is not None and out is not img:
+            return out
+    return img.copy()
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB with explicit, documented rules."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit (or 32-bit integer) grey: the 0..65535 range maps to 0..255 (v / 257, rounded).
+        a = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float64)  # float grey is taken as 0..1
+        return Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+        if mode == "RGB":
+            return img
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, tuple(background) + (255,))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    # L, 1, CMYK (Pillow's naive conversion), YCbCr, LAB, HSV
+    return img.convert("RGB")
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    if a.dtype == np.uint8:
+        if a.ndim == 2:
+            return Image.fromarray(a, "L")
+        if a.ndim == 3 and a.shape[2] in (3, 4):
+            return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[2] == 3 else "RGBA")
+    elif a.dtype == np.uint16 and a.ndim == 2:
+        return Image.fromarray(a, "I;16")
+    raise ImageDecodeError(f"array of shape {a.shape} and dtype {a.dtype} is not an image: "
+                           "give HxW or HxWx3/4 uint8 (RGB order) or HxW uint16")
+
+
+def _describe(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, np.ndarray):
+        return f"<array {src.shape} {src.dtype}>"
+    if isinstance(src, Image.Image):
+        return f"<PIL {src.mode} {src.size[0]}x{src.size[1]}>"
+    return f"<{type(src).__name__}>"
