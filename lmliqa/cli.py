@@ -28,6 +28,59 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if rep["ok"] else 1
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.config import parse_set, resolve_config
+    from .train.protocol import expand_split, run_protocol
+
+    overrides = {"data": args.data, "out": args.out, "epochs": args.epochs, "device": args.device,
+                 "resume": args.resume or None, "split": args.split, "max_steps": args.max_steps,
+                 "seed": args.seed, "pretrained": args.pretrained, "amp": args.amp,
+                 "lml_weight": args.lml_weight, "threads": args.threads}
+    overrides.update(parse_set(args.set or []))
+    cfg = resolve_config(args.preset, args.config, **overrides)
+    splits = expand_split(cfg.split)
+    if splits:
+        result = run_protocol(cfg, splits)
+        med = result["median_final"]
+        print(json.dumps(result, indent=2) if args.json else
+              f"{cfg.split}: median SRCC {med.get('srcc', float('nan')):.4f} PLCC {med.get('plcc', float('nan')):.4f} "
+              f"over {len(splits)} splits -> {cfg.out}/protocol_summary.json")
+        return 0
+    from .train.engine import train
+
+    summary = train(cfg)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary, indent=2) if args.json else _format_summary(cfg.out, summary))
+    return 0
+
+
+def _format_summary(out: str, s: dict) -> str:
+    line = f"trained {s['steps']} steps in {s['wall_s']:.0f} s -> {out}/final.safetensors"
+    if "final" in s:
+        f = s["final"]
+        line += f"\ntest split (n={f['n']}): SRCC {f['srcc']:.4f}  PLCC {f['plcc']:.4f}  KRCC {f['krcc']:.4f}  " \
+                f"RMSE {f['rmse']:.3f}"
+    return line
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_checkpoints
+
+    result = evaluate_checkpoints(args.checkpoint, args.data, split=args.split, splits=args.splits,
+                                  protocol=args.protocol, crops=args.crops, seed=args.seed, device=args.device)
+    if args.json:
+        print(json.dumps(result if len(result["runs"]) > 1 else result["runs"][0], indent=2))
+    else:
+        for r in result["runs"]:
+            print(f"{r['checkpoint']}: n={r['n']} SRCC {r['srcc']:.4f} PLCC {r['plcc']:.4f} "
+                  f"(logistic {r['plcc_logistic']:.4f}) KRCC {r['krcc']:.4f} RMSE {r['rmse']:.3f}"
+                  + (f"  [{r['n_failed']} failed]" if r["n_failed"] else ""))
+        if len(result["runs"]) > 1:
+            m = result["median"]
+            print(f"median of {len(result['runs'])}: SRCC {m['srcc']:.4f} PLCC {m['plcc']:.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmliqa", description="LML-IQA: train, export and run no-reference "
                                 "image quality models.")
@@ -49,6 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--min-side", type=int, default=224, help="flag images smaller than this (default 224)")
     check.add_argument("--seed", type=int, default=0, help="seed of the synthetic set (default 0)")
     check.set_defaults(func=_cmd_data_check)
+
+    tr = sub.add_parser("train", help="train LML-IQA (or the plain-regression baseline)",
+                        description="Layers: defaults < configs/train/PRESET.yaml < --config < flags < --set. "
+                                    "Under torchrun every process runs this command (DDP).")
+    tr.add_argument("--preset", required=True)
+    tr.add_argument("--data", help="data spec (default: the preset config's, else synthetic)")
+    tr.add_argument("--out", help="output folder (default runs/default)")
+    tr.add_argument("--config", help="YAML file of training options")
+    tr.add_argument("--epochs", type=float)
+    tr.add_argument("--max-steps", type=int)
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"])
+    tr.add_argument("--split", help="all | random:J | kfold:K:J | kfold:K (all folds) | repeat:N (N x 80/20)")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--pretrained", help="none | offline | hub | a weights file (default: the preset's)")
+    tr.add_argument("--lml-weight", type=float, help="lambda of the LML loss; 0 = plain regression baseline")
+    tr.add_argument("--threads", type=int)
+    tr.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
+    tr.add_argument("--json", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate checkpoints: SRCC, PLCC, KRCC, RMSE")
+    ev.add_argument("--checkpoint", required=True, nargs="+",
+                    help="checkpoint file(s), or a protocol run folder (with --splits)")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--split", default="test", choices=["test", "all"],
+                    help="test: the split recorded in the checkpoint (all images when it was trained on "
+                         "another dataset); all: every image (cross-dataset)")
+    ev.add_argument("--splits", type=int, default=0,
+                    help="with a protocol folder: evaluate split_0..split_{N-1}, report the median")
+    ev.add_argument("--protocol", default="grid", choices=["grid", "deiqt-random"],
+                    help="grid: the contract's deterministic crops; deiqt-random: DEIQT's random crops")
+    ev.add_argument("--crops", type=int, default=10, help="random crops per image for deiqt-random")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=_cmd_eval)
     return p
 
 

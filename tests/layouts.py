@@ -149,7 +149,7 @@ def make_livefb(root: Path) -> dict:
 def make_folder(root: Path, n: int = 5, size=(256, 256)) -> dict:
     vals = [10.0 + 15 * i for i in range(n)]
     for i in range(n):
-        img(root / "images" / f"{i}.png", size=size, value=40 * i)
+        img(root / "images" / f"{i}.png", size=size, value=(40 * i) % 256)
     with open(root / "scores.csv", "w", newline="") as f:
         csv.writer(f).writerows([["image", "mos", "mos_std"]] + [[f"{i}.png", v, 12.5] for i, v in enumerate(vals)])
     return {"n": n, "mos": vals}

@@ -25,6 +25,7 @@ class Tokens(NamedTuple):
 class QualityOutput(NamedTuple):
     score: torch.Tensor    # (B,) on the label scale
     feature: torch.Tensor  # (B, D) mean of the panel outputs: the representation LML contrasts
+    cls: torch.Tensor      # (B, D) the encoder's global feature (F_cls), the alternative representation
     attn: torch.Tensor | None  # (B, panels, T) cross-attention, when asked for
 
 
@@ -73,6 +74,10 @@ class QualityNet(nn.Module):
         # Not persistent: they come from the contract, so the state dict holds only learned weights.
         self.register_buffer("pixel_mean", mean, persistent=False)
         self.register_buffer("pixel_std", std, persistent=False)
+        # score = head output x score_scale + score_shift. DEIQT regresses raw labels (1, 0); training may
+        # set them to the training labels' std and mean so the head learns a normalised target.
+        self.register_buffer("score_scale", torch.ones(()))
+        self.register_buffer("score_shift", torch.zeros(()))
         self.panels = nn.Parameter(torch.zeros(1, c.panels, c.dim))
         self.decoder = PanelDecoderLayer(c.dim, c.heads, c.ffn)
         self.head = nn.Linear(c.dim, 1, bias=False)
@@ -97,8 +102,8 @@ class QualityNet(nn.Module):
         tok = self.encoder(x)
         queries = self.panels + tok.cls.unsqueeze(1)          # Q = T + F_cls
         out, attn = self.decoder(queries, tok.patches, need_weights=need_attn)
-        score = self.head(out).mean(dim=(1, 2))               # mean over panels of w^T O_l
-        return QualityOutput(score, out.mean(dim=1), attn)
+        score = self.head(out).mean(dim=(1, 2)) * self.score_scale + self.score_shift  # mean over panels
+        return QualityOutput(score, out.mean(dim=1), tok.cls, attn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels (B, 3, s, s) float32 0..255 -> scores (B,)."""

@@ -1,0 +1,1 @@
+"""LML-IQA training: the local-manifold loss, teacher saliency, the engine (AMP, DDP, resumable)."""

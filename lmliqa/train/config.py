@@ -1,0 +1,124 @@
+"""Training configuration: defaults < preset YAML (configs/train/<preset>.yaml) < --config FILE < CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "mobile"
+    data: str = "synthetic"
+    out: str = "runs/default"
+    pretrained: str | None = None     # None: the preset's own (offline / hub); or none / hub / a file
+    # split: "all" (train on everything), "random:J" (split J of the seeded 80/20 protocol),
+    # "kfold:K:J" (fold J of K is the test set)
+    split: str = "all"
+    split_seed: int = 0
+    seed: int = 0
+    epochs: float = 9
+    max_steps: int = 0                # stop after this many optimizer steps (0: no cap)
+    images_per_step: int = 8          # B (per process)
+    crops_per_image: int = 8          # N
+    repeats: int = 1                  # each training image is visited this many times per epoch
+    # optimisation (DEIQT: AdamW 2e-4, wd 0.05, step schedule with its quirk, clip 5)
+    lr: float = 2e-4
+    warmup_lr: float = 2e-7
+    min_lr: float = 2e-7
+    weight_decay: float = 0.05
+    schedule: str = "deiqt-step"      # deiqt-step | cosine
+    warmup_epochs: float = 3.0
+    decay_epochs: float = 3.0         # deiqt-step: lr x0.1 every decay_epochs, counted from step 0
+    backbone_lr_scale: float = 1.0
+    clip_grad: float = 5.0
+    # DEIQT regresses raw labels with SmoothL1. label_norm instead fixes the network's output affine to the
+    # training labels' mean/std and applies SmoothL1 in those normalised units (faster start, same scale out).
+    label_norm: bool = False
+    freeze: list[str] = field(default_factory=list)   # parameter-name prefixes kept frozen
+    # LML (method.md §3; every choice marked [inferred] there)
+    lml_weight: float = 1.0           # lambda; 0 = plain regression (the DEIQT-style baseline), no teacher
+    tau: float = 0.1
+    ema_momentum: float = 0.996
+    proj_dim: int = 128
+    proj_hidden: int | None = None
+    feature: str = "panels"           # panels | cls
+    saliency: str = "auto"            # auto | vit_cls | decoder
+    distill_weight: float = 0.0       # optional SmoothL1(student, teacher) on the salient crop
+    whole_size: int | None = None     # teacher's whole-image view; default: the crop size
+    # engine
+    device: str = "auto"              # auto | cpu | cuda
+    amp: str = "auto"                 # auto | off | bf16 | fp16
+    channels_last: str = "auto"       # auto (CNN backbones) | on | off
+    threads: int = 0
+    workers: int = 0
+    cache_images: bool = True
+    eval_every: int = 1               # epochs between evaluations of the test split (0: never)
+    eval_teacher: bool = True
+    log_every: int = 10
+    checkpoint_every: int = 50        # steps between resumable checkpoints (and at every epoch end)
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    unknown = set(data) - set(TrainConfig.fields())
+    if unknown:
+        raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+    fields = TrainConfig.fields()
+    return {k: _coerce(fields[k], v) for k, v in data.items()}
+
+
+def resolve_config(preset: str, config_file: str | None = None, **overrides: Any) -> TrainConfig:
+    """Merge the layers; overrides whose value is None are ignored (flags not given)."""
+    values: dict[str, Any] = {"preset": preset}
+    preset_yaml = CONFIG_DIR / f"{preset}.yaml"
+    if preset_yaml.is_file():
+        values.update(_load_yaml(preset_yaml))
+    if config_file:
+        values.update(_load_yaml(Path(config_file)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["preset"] = preset
+    return TrainConfig(**values)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """--set key=value pairs, values parsed as YAML scalars/lists (so every option is overridable)."""
+    import yaml
+
+    out = {}
+    fields = TrainConfig.fields()
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+        out[key] = _coerce(fields[key], yaml.safe_load(raw))
+    return out
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    """YAML 1.1 reads '3e-4' as a string; numbers go to the field's type."""
+    kind = type(f.default) if f.default is not dataclasses.MISSING else None
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            return kind(float(value)) if kind is int else float(value)
+        except ValueError:
+            raise ValueError(f"{f.name}: {value!r} is not a number") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
