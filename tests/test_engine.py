@@ -106,3 +106,27 @@ def test_eval_cli_reports_metrics_and_survives_a_bad_image(tmp_path, capsys):
     assert r["n"] == 7 and r["n_failed"] == 1 and list(r["failed"]) == [str(data / "images" / "3.png")]
     for key in ("srcc", "plcc", "krcc", "rmse", "plcc_logistic"):
         assert np.isfinite(r[key])
+
+
+def test_training_refuses_unreadable_images_up_front(tmp_path):
+    from layouts import make_folder
+
+    from lmliqa.data import DatasetError
+
+    make_folder(tmp_path / "data", n=8, size=(120, 100))
+    (tmp_path / "data" / "images" / "5.png").write_bytes(b"broken")
+    with pytest.raises(DatasetError, match=r"1 training image\(s\) cannot be read.*5\.png"):
+        run(tmp_path / "run", data=f"folder:{tmp_path / 'data'}", max_steps=1)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_deploy_teacher_ships_the_ema_weights(tmp_path, synthetic_dir):
+    import torch
+
+    s = run(tmp_path, data=f"synthetic:{synthetic_dir}", max_steps=3, deploy="teacher", lml_weight=0.0)
+    assert s["deployed"] == "teacher"
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    model, _ = load_checkpoint(tmp_path / "final.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state["teacher"]["net." + k]), k
+    assert not torch.equal(model.state_dict()["head.weight"], state["student"]["net.head.weight"])

@@ -50,6 +50,7 @@ class TrainConfig:
     saliency: str = "auto"            # auto | vit_cls | decoder
     distill_weight: float = 0.0       # optional SmoothL1(student, teacher) on the salient crop
     whole_size: int | None = None     # teacher's whole-image view; default: the crop size
+    deploy: str = "student"           # student | teacher: the network written to final/best (and evaluated)
     # engine
     device: str = "auto"              # auto | cpu | cuda
     amp: str = "auto"                 # auto | off | bf16 | fp16

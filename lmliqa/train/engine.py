@@ -207,6 +207,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     ds = open_dataset(cfg.data, seed=cfg.seed)
     train_idx, test_idx = resolve_split(cfg, ds)
+    _preflight(ds, train_idx)
     preset = get_preset(cfg.preset)
     lo, hi = ds.label.training_range
     mcfg = preset.replace(contract=preset.contract.replace(**ds.contract_hints),
@@ -222,10 +223,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     student.to(device)
     if channels_last:
         student.to(memory_format=torch.channels_last)
-    use_teacher = cfg.lml_weight > 0 or cfg.distill_weight > 0
+    use_teacher = cfg.lml_weight > 0 or cfg.distill_weight > 0 or cfg.deploy == "teacher"
     teacher = EMATeacher(student, cfg.ema_momentum) if use_teacher else None
     ddp_student = (nn.parallel.DistributedDataParallel(student, device_ids=[device.index] if device.type == "cuda"
-                                                       else None, find_unused_parameters=not use_teacher)
+                                                       else None, find_unused_parameters=cfg.lml_weight == 0)
                    if d.enabled else student)
 
     B, N = cfg.images_per_step, cfg.crops_per_image
@@ -279,6 +280,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                           "rmse"], cfg.resume) if d.main else None
     tb = _tensorboard(out) if d.main else None
 
+    deploy_name = "teacher" if cfg.deploy == "teacher" and teacher is not None else "student"
+
+    def deployed() -> nn.Module:
+        return teacher.module.net if deploy_name == "teacher" else student.net
+
     def save_state(step_in: int) -> None:
         if not d.main:
             return
@@ -295,7 +301,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if not test_idx or not d.main:
             return
         rows = {"student": student.net}
-        if teacher is not None and cfg.eval_teacher:
+        if teacher is not None and (cfg.eval_teacher or deploy_name == "teacher"):
             rows["teacher"] = teacher.module.net
         for who, model in rows.items():
             m = predict(model, ds, test_idx, device=str(device)).metrics(ds)
@@ -305,9 +311,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 tb.add_scalar(f"eval/{who}_plcc", m["plcc"], step)
             print(f"  eval epoch {epoch:.2f} {who:<7} SRCC {m['srcc']:.4f} PLCC {m['plcc']:.4f} "
                   f"(n={m['n']})", file=sys.stderr)
-            if who == "student" and m["srcc"] > best["srcc"]:
-                best = {**m, "step": step, "epoch": epoch}
-                save_checkpoint(out / "best.safetensors", student.net, extra=_extra(cfg, ds, "best", best))
+            if who == deploy_name and m["srcc"] > best["srcc"]:
+                best = {**m, "step": step, "epoch": epoch, "model": who}
+                save_checkpoint(out / "best.safetensors", model, extra=_extra(cfg, ds, "best", best))
         student.train()
 
     progress = _progress(total_steps, step, d.main)
@@ -326,45 +332,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             x = crops.flatten(0, 1)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            stats = {}
             with autocast():
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_score, k = teacher(x)
-                        salient = teacher.salient(whole, boxes, cfg.saliency)
-                score, z = ddp_student(x)
-                target = y.repeat_interleave(N)
-                if cfg.label_norm:  # SmoothL1 in units of the training labels' std
-                    norm = student.net.score_scale
-                    loss = reg = regression_loss((score - student.net.score_shift) / norm,
-                                                 (target - student.net.score_shift) / norm)
-                else:
-                    loss = reg = regression_loss(score, target)
-                if cfg.lml_weight > 0:
-                    k = k.view(B, N, -1).float()
-                    k_all = d.all_gather(k)
-                    lml = local_manifold_loss(z.view(B, N, -1), k, salient, cfg.tau, k_all, d.rank * B)
-                    loss = loss + cfg.lml_weight * lml
-                    stats.update(lml=lml.item(), lml_keys=k_all.shape[0] * N)
-                if cfg.distill_weight > 0:
-                    pick = torch.arange(B, device=device) * N + salient
-                    distill = regression_loss(score[pick] / student.net.score_scale,
-                                              t_score[pick].float() / student.net.score_scale)
-                    loss = loss + cfg.distill_weight * distill
-                    stats["distill"] = distill.item()
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if cfg.clip_grad:
-                torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], cfg.clip_grad)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+                loss, stats = compute_losses(cfg, student, ddp_student, teacher, x, whole, boxes, y, d)
+            optimizer_step(loss, optimizer, scaler, student, cfg.clip_grad)
             step += 1
             scheduler.step_update(step)
             if teacher is not None:
@@ -375,7 +345,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.perf_counter()
                     row = {"step": step, "epoch": round(step / steps_per_epoch, 3),
-                           "lr": optimizer.param_groups[0]["lr"], "loss": loss.item(), "reg": reg.item(),
+                           "lr": optimizer.param_groups[0]["lr"], "loss": loss.item(),
                            "crops_per_s": crops_done / max(now - last_log, 1e-9),
                            "elapsed_s": round(now - t_start, 1), **stats}
                     log.write(row)
@@ -398,12 +368,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if test_idx and cfg.eval_every and step % (steps_per_epoch * cfg.eval_every) != 0:
         evaluate(step / steps_per_epoch)  # the last, partial epoch
 
-    summary: dict[str, Any] = {"steps": step, "steps_per_epoch": steps_per_epoch, "wall_s": round(wall, 1),
+    summary: dict[str, Any] = {"deployed": deploy_name, "steps": step, "steps_per_epoch": steps_per_epoch,
+                               "wall_s": round(wall, 1),
                                "world_size": d.world, "n_train": len(train_idx), "n_test": len(test_idx)}
     if d.main:
-        save_checkpoint(out / "final.safetensors", student.net, extra=_extra(cfg, ds, "final", None))
+        save_checkpoint(out / "final.safetensors", deployed(), extra=_extra(cfg, ds, "final", None))
         if test_idx:
-            final = predict(student.net, ds, test_idx, device=str(device)).metrics(ds)
+            final = predict(deployed(), ds, test_idx, device=str(device)).metrics(ds)
             summary.update(final=final, best=best)
         else:
             shutil.copyfile(out / "final.safetensors", out / "best.safetensors")
@@ -422,6 +393,74 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                              "steps": step}))
     d.barrier()
     return summary
+
+
+def compute_losses(cfg: TrainConfig, student: LMLModel, ddp_student: nn.Module, teacher: EMATeacher | None,
+                   x: torch.Tensor, whole: torch.Tensor, boxes: torch.Tensor, y: torch.Tensor,
+                   d: Dist) -> tuple[torch.Tensor, dict[str, float]]:
+    """One step's loss (method.md §3.7): teacher keys and salient crops, student scores and embeddings,
+    L = L_reg + lambda L_LML (+ lambda_d L_distill). x holds B x N crops, image-major."""
+    B, N = boxes.shape[:2]
+    if teacher is not None:
+        with torch.no_grad():
+            t_score, k = teacher(x)
+            salient = teacher.salient(whole, boxes, cfg.saliency)
+    score, z = ddp_student(x)
+    target = y.repeat_interleave(N)
+    net = student.net
+    if cfg.label_norm:  # SmoothL1 in units of the training labels' std
+        reg = regression_loss((score - net.score_shift) / net.score_scale, (target - net.score_shift) / net.score_scale)
+    else:
+        reg = regression_loss(score, target)
+    loss, stats = reg, {"reg": reg.item()}
+    if cfg.lml_weight > 0:
+        k = k.view(B, N, -1).float()
+        k_all = d.all_gather(k)
+        lml = local_manifold_loss(z.view(B, N, -1), k, salient, cfg.tau, k_all, d.rank * B)
+        loss = loss + cfg.lml_weight * lml
+        stats.update(lml=lml.item(), lml_keys=k_all.shape[0] * N)
+    if cfg.distill_weight > 0:
+        pick = torch.arange(B, device=x.device) * N + salient
+        distill = regression_loss(score[pick] / net.score_scale, t_score[pick].float() / net.score_scale)
+        loss = loss + cfg.distill_weight * distill
+        stats["distill"] = distill.item()
+    return loss, stats
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler, student: nn.Module,
+                   clip_grad: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], clip_grad)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _preflight(ds, indices: list[int]) -> None:
+    """Fail before the first step, naming every training image that cannot be opened (no silent fallback)."""
+    from PIL import Image
+
+    from ..data.base import DatasetError
+
+    bad = []
+    for i in indices:
+        path = ds.records[i].path
+        try:
+            with Image.open(path) as im:
+                im.size  # noqa: B018 - the header is read lazily
+        except Exception as exc:
+            bad.append(f"{path} ({type(exc).__name__}: {exc})")
+    if bad:
+        raise DatasetError(f"{len(bad)} training image(s) cannot be read; fix or remove them "
+                           f"(lmliqa data check lists all): " + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
 
 
 def _epoch_order(n: int, repeats: int, seed: int, epoch: int, d: Dist) -> list[int]:
