@@ -81,6 +81,63 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lmliqa.export import export_checkpoint
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        for r in results:
+            print(f"{r.format:<9} {r.status}" + (f"  -> {', '.join(r.paths)}" if r.ok else ""))
+    return 0 if all(r.ok or r.status.startswith("unavailable") for r in results) else 1
+
+
+def _expand_inputs(inputs: list[str]) -> list[str]:
+    import glob
+    from pathlib import Path
+
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
+        elif any(ch in item for ch in "*?["):
+            out += sorted(glob.glob(item, recursive=True))
+        else:
+            out.append(item)  # a missing file is reported as that row's error
+    return out
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import csv
+
+    from lmliqa.runtimes import load
+
+    scorer = load(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    images = _expand_inputs(args.inputs)
+    if not images:
+        print("lmliqa: error: no images matched", file=sys.stderr)
+        return 2
+    results = list(scorer.score_many(images, batch_size=args.batch, progress=sys.stderr.isatty()))
+    if args.json:
+        print(json.dumps({"model": scorer.describe(), "results": [r.to_dict() for r in results]}, indent=2))
+    else:
+        rows = [{"image": r.image, "score": "" if r.score is None else f"{r.score:.4f}", "error": r.error}
+                for r in results]
+        f = open(args.csv, "w", newline="") if args.csv else sys.stdout
+        w = csv.DictWriter(f, fieldnames=["image", "score", "error"])
+        w.writeheader()
+        w.writerows(rows)
+        if args.csv:
+            f.close()
+            print(f"{sum(r.ok for r in results)} scored, {sum(not r.ok for r in results)} failed -> {args.csv}",
+                  file=sys.stderr)
+    return 0 if any(r.ok for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmliqa", description="LML-IQA: train, export and run no-reference "
                                 "image quality models.")
@@ -140,17 +197,40 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_eval)
+
+    ex = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO / Core ML / TensorRT")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--formats", default="onnx,openvino,coreml,tensorrt")
+    ex.add_argument("--out", required=True)
+    ex.add_argument("--json", action="store_true")
+    ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed formats")
+    ex.set_defaults(func=_cmd_export)
+
+    sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")
+    sc.add_argument("--model", required=True, help=".onnx, OpenVINO .xml or folder, .mlpackage, .plan, "
+                                                   ".safetensors")
+    sc.add_argument("--backend", choices=["onnxruntime", "openvino", "coreml", "tensorrt", "torch"])
+    sc.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                    help="the precision to execute (OpenVINO: fp32 default, bf16/fp16 on request)")
+    sc.add_argument("--threads", type=int)
+    sc.add_argument("--batch", type=int, default=8, help="images per inference call")
+    sc.add_argument("inputs", nargs="+", help="image files, folders (recursive) and globs")
+    out = sc.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", metavar="OUT", help="write image,score,error rows to OUT")
+    sc.set_defaults(func=_cmd_score)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .contract import ContractError
     from .data.base import DatasetError
+    from .runtimes.base import ArtifactError, BackendUnavailable
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, ContractError) as exc:
+    except (DatasetError, ContractError, ArtifactError, BackendUnavailable) as exc:
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
-import logging
 import platform
 import sys
-import warnings
 from typing import Any
 
 from . import __version__
+from ._quiet import quiet_imports
 from .config import PRESETS
 
 # (backend, import name, distribution, what it is for)
@@ -22,18 +20,6 @@ BACKENDS = (
     ("coreml", "coremltools", "coremltools", "Core ML export; prediction only on macOS"),
     ("tensorrt", "tensorrt", "tensorrt", "TensorRT engines; needs an NVIDIA GPU"),
 )
-
-
-@contextlib.contextmanager
-def _quiet():
-    """coremltools logs and warns about every missing macOS-only proxy on import; keep `info` readable."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
 
 
 def backend_status() -> list[dict[str, Any]]:
@@ -47,7 +33,7 @@ def backend_status() -> list[dict[str, Any]]:
             rows.append(row)
             continue
         try:
-            with _quiet():
+            with quiet_imports():
                 importlib.import_module(module)
         except Exception as exc:  # e.g. TensorRT's PyPI stub without its libraries
             row["status"] = f"installed, import failed: {type(exc).__name__}: {exc}"[:300]

@@ -35,3 +35,16 @@ def synthetic_dir(tmp_path_factory) -> Path:
     cache = os.environ.get("LMLIQA_CACHE")
     out = Path(cache) / "synthetic-v1-seed0" if cache else tmp_path_factory.mktemp("synthetic")
     return build_synthetic(out, seed=0)
+
+
+@pytest.fixture(scope="session")
+def mobile_run(tmp_path_factory, synthetic_dir):
+    """One CI-sized real training run shared by the tests: ImageNet MobileNetV2 + decoder, 2 epochs of
+    LML on 10 synthetic references (about a minute on 2 cores). Returns (out dir, summary)."""
+    from lmliqa.train.config import resolve_config
+    from lmliqa.train.engine import train
+
+    out = tmp_path_factory.mktemp("mobile_run")
+    cfg = resolve_config("mobile", data=f"synthetic:{synthetic_dir}", out=str(out), split="random:0",
+                         epochs=2, deploy="student", threads=2)
+    return out, train(cfg)

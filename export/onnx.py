@@ -1,0 +1,50 @@
+"""ONNX: dynamo export, one file, opset >= 17 (LayerNorm stays one node), dynamic batch asserted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, example_input, metadata_json
+
+OPSET = 18
+
+
+def torch2onnx(model: torch.nn.Module, program: torch.export.ExportedProgram, path: Path,
+               metadata: dict[str, Any]) -> Path:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.onnx.export(program, (example_input(model),), str(path), dynamo=True, external_data=False,
+                          opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+    except Exception as exc:
+        raise ExportError(f"torch.onnx.export failed: {exc}") from exc
+    proto = onnx.load(str(path))
+    check_onnx(proto)
+    del proto.metadata_props[:]
+    for key, value in (("lmliqa", metadata_json(metadata, format="onnx", precision="fp32")),
+                       ("producer", "lmliqa"), ("model", metadata["model"])):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    return path
+
+
+def check_onnx(proto) -> None:
+    """Full checker, opset, one LayerNorm node per norm, symbolic batch on input and output."""
+    import onnx
+
+    onnx.checker.check_model(proto, full_check=True)
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 17:
+        raise ExportError(f"opset {opset} < 17: LayerNorm would be decomposed")
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        dim0 = value.type.tensor_type.shape.dim[0]
+        if dim0.HasField("dim_value") or not dim0.dim_param:
+            raise ExportError(f"{value.name}: batch dimension is fixed ({dim0.dim_value}), not symbolic")
+    if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
+        raise ExportError("unexpected graph inputs/outputs")

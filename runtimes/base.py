@@ -1,0 +1,114 @@
+"""The scorer every backend shares: preprocessing and aggregation from the artifact's contract, so an image
+is cropped and averaged by the same code whatever executes the network."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmliqa.contract import ImageDecodeError, ImageSource, PreprocessContract, ScoreScale
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here (package missing, wrong platform, no GPU); the message says which."""
+
+
+class ArtifactError(ValueError):
+    """A file is not an lmliqa artifact this backend can read."""
+
+
+@dataclass
+class ImageResult:
+    image: str
+    score: float | None
+    crop_scores: list[float] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Scorer:
+    """Base class: subclasses implement ``_infer`` (crops (n, 3, s, s) float32 pixels -> scores (n,))."""
+
+    backend = "base"
+
+    def __init__(self, path: str | Path, metadata: dict[str, Any], precision: str) -> None:
+        self.path = Path(path)
+        self.metadata = metadata
+        try:
+            self.contract = PreprocessContract.from_dict(metadata["contract"])
+            self.scale = ScoreScale.from_dict(metadata["score"])
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: lmliqa metadata lacks {exc}; was it written by `lmliqa export`?") from None
+        self.precision = precision  # the precision that executes, as the backend reports it
+
+    # ------------------------------------------------------------------ subclasses
+    def _infer(self, crops: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+    def infer(self, crops: np.ndarray) -> np.ndarray:
+        """Raw network call on contract-ready crops; returns float64 scores (n,)."""
+        crops = np.ascontiguousarray(crops, dtype=np.float32)
+        s = self.contract.crop_size
+        if crops.ndim != 4 or crops.shape[1:] != (3, s, s):
+            raise ValueError(f"crops must be (n, 3, {s}, {s}) float32 pixels, got {crops.shape}")
+        return np.asarray(self._infer(crops), dtype=np.float64).reshape(-1)
+
+    def score(self, image: ImageSource) -> ImageResult:
+        return next(iter(self.score_many([image], batch_size=1)))
+
+    def score_many(self, images: Iterable[ImageSource], batch_size: int = 8,
+                   progress: bool = False) -> Iterator[ImageResult]:
+        """Score images in order; an image that fails to decode yields a result with its error, and the
+        rest are scored. batch_size counts images (each brings the contract's n crops)."""
+        items = images
+        if progress:
+            from tqdm import tqdm
+
+            items = tqdm(images, unit="img", desc=f"scoring ({self.backend}, {self.precision})")
+        pending: list[tuple[str, np.ndarray]] = []
+        for image in items:
+            name = _name(image)
+            try:
+                pending.append((name, self.contract.eval_crops(image)))
+            except (ImageDecodeError, ValueError, OSError) as exc:
+                yield from self._flush(pending)
+                pending = []
+                yield ImageResult(name, None, [], str(exc))
+                continue
+            if len(pending) >= batch_size:
+                yield from self._flush(pending)
+                pending = []
+        yield from self._flush(pending)
+
+    def _flush(self, pending: list[tuple[str, np.ndarray]]) -> Iterator[ImageResult]:
+        if not pending:
+            return
+        scores = self.infer(np.concatenate([c for _, c in pending]))
+        pos = 0
+        for name, crops in pending:
+            s = scores[pos:pos + len(crops)]
+            pos += len(crops)
+            yield ImageResult(name, self.contract.aggregate(s), [float(v) for v in s], "")
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "precision": self.precision, "path": str(self.path),
+                "model": self.metadata.get("model"), "crop_size": self.contract.crop_size,
+                "eval_crops": self.contract.n_eval_crops, "score": self.scale.to_dict()}
+
+
+def _name(image: Any) -> str:
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    return f"<{type(image).__name__}>"

@@ -1,0 +1,54 @@
+"""OpenVINO scorer with the executed precision pinned: OpenVINO's CPU default is bf16 on AMX/AVX512-BF16
+machines, so the hint is always set explicitly and read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .base import ArtifactError, BackendUnavailable, Scorer
+
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
+
+class OpenVinoScorer(Scorer):
+    backend = "openvino"
+
+    def __init__(self, path: str | Path, precision: str | None = None, threads: int | None = None,
+                 device: str = "CPU") -> None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            raise BackendUnavailable("openvino is not installed: pip install 'lmliqa[openvino]'") from exc
+        path = Path(path)
+        if path.is_dir():
+            xmls = sorted(path.glob("*.xml"))
+            if len(xmls) != 1:
+                raise ArtifactError(f"{path}: expected one .xml model, found {[p.name for p in xmls]}")
+            path = xmls[0]
+        precision = precision or "fp32"
+        if precision not in HINTS:
+            raise ValueError(f"OpenVINO precision must be one of {sorted(HINTS)}")
+        core = ov.Core()
+        model = core.read_model(str(path))
+        try:
+            metadata = json.loads(model.get_rt_info(["lmliqa", "metadata"]).astype(str))
+        except Exception as exc:
+            raise ArtifactError(f"{path}: OpenVINO model without lmliqa metadata in rt_info") from exc
+        config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = core.compile_model(model, device, config)
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        executed = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+        reverse = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+        super().__init__(path, metadata, reverse.get(executed, executed))
+        if self.precision != precision:
+            raise BackendUnavailable(f"OpenVINO on {device} runs {self.precision}, not the requested {precision}")
+        self.request = self.compiled.create_infer_request()
+        self.threads = threads
+
+    def _infer(self, crops: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: crops})[0].copy()

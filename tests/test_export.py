@@ -1,0 +1,174 @@
+"""Export to every format and score with every runnable backend: parity against torch on real photos."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from lmliqa.runtimes import BackendUnavailable, load
+
+N_PHOTOS = 24  # a fixed subset of the shared LIVE-C dev photos: the first 24 names in sorted order
+
+
+@pytest.fixture(scope="session")
+def exported(mobile_run, tmp_path_factory):
+    from lmliqa.export import export_checkpoint
+
+    out_dir, _ = mobile_run
+    ckpt = out_dir / "final.safetensors"
+    out = tmp_path_factory.mktemp("export")
+    results = {r.format: r for r in export_checkpoint(ckpt, ["onnx", "openvino", "coreml", "tensorrt"], out)}
+    return ckpt, out, results
+
+
+@pytest.fixture(scope="session")
+def photos(livec_dev):
+    return sorted(str(p) for p in (livec_dev / "images").iterdir())[:N_PHOTOS]
+
+
+@pytest.fixture(scope="session")
+def torch_scores(exported, photos):
+    ckpt, _, _ = exported
+    return np.array([r.score for r in load(ckpt).score_many(photos)])
+
+
+def test_export_statuses(exported):
+    _, out, results = exported
+    assert results["onnx"].ok and results["openvino"].ok and results["coreml"].ok
+    trt = results["tensorrt"]
+    try:
+        import tensorrt  # noqa: F401
+        assert trt.ok
+    except ImportError:
+        assert trt.status.startswith("unavailable here: tensorrt is not importable")
+        assert (out / "mobile_fp16.onnx").is_file()   # the engine's input is still written
+
+
+def test_onnx_artifact_is_checked_dynamic_and_carries_metadata(exported):
+    import onnx
+    from lmliqa.export.onnx import check_onnx
+
+    ckpt, out, _ = exported
+    proto = onnx.load(str(out / "mobile.onnx"))
+    check_onnx(proto)
+    meta = json.loads({p.key: p.value for p in proto.metadata_props}["lmliqa"])
+    from lmliqa.models.weights import sha256_file
+
+    assert meta["source_checkpoint_sha256"] == sha256_file(ckpt)
+    assert meta["contract"]["crop_size"] == 224 and meta["score"]["higher_is_better"] is True
+    assert {"torch", "onnx", "onnxruntime"} <= set(meta["tools"])
+    scorer = load(out / "mobile.onnx")
+    for b in (1, 13):  # any batch
+        assert scorer.infer(np.full((b, 3, 224, 224), 128, np.float32)).shape == (b,)
+
+
+def test_fp32_backends_match_torch_within_0_01(exported, photos, torch_scores):
+    _, out, _ = exported
+    for path, precision in ((out / "mobile.onnx", None), (out / "mobile_openvino", "fp32")):
+        scorer = load(path, precision=precision)
+        assert scorer.precision == "fp32"
+        scores = np.array([r.score for r in scorer.score_many(photos, batch_size=4)])
+        assert np.abs(scores - torch_scores).max() <= 0.01, (scorer.backend, np.abs(scores - torch_scores).max())
+
+
+def test_openvino_precision_is_pinned(exported, photos, torch_scores):
+    _, out, _ = exported
+    assert load(out / "mobile_openvino").precision == "fp32"   # the default is fp32, never the CPU's bf16
+    scorer = load(out / "mobile_openvino", precision="bf16")
+    assert scorer.precision == "bf16"
+    scores = np.array([r.score for r in scorer.score_many(photos, batch_size=4)])
+    err = np.abs(scores - torch_scores)
+    assert err.max() > 1e-3                                     # really bf16: not the fp32 result
+    assert np.corrcoef(scores, torch_scores)[0, 1] > 0.99
+    with pytest.raises(BackendUnavailable, match="runs bf16, not the requested fp16"):
+        load(out / "mobile_openvino", precision="fp16")        # this CPU has no fp16 path: refused, not faked
+
+
+@pytest.mark.xfail(strict=True, reason="measured here: OpenVINO bf16 max |dscore| 1.24 (mean 0.46) for the "
+                                       "MobileNetV2 model; the 0.5 gate needs a mixed-precision recipe (issue 4)")
+def test_openvino_bf16_within_0_5(exported, photos, torch_scores):
+    _, out, _ = exported
+    scores = np.array([r.score for r in load(out / "mobile_openvino", precision="bf16").score_many(photos)])
+    assert np.abs(scores - torch_scores).max() <= 0.5
+
+
+def test_fp16_onnx_for_tensorrt_is_within_0_5(exported, photos, torch_scores):
+    _, out, _ = exported
+    scorer = load(out / "mobile_fp16.onnx")
+    assert scorer.precision == "fp16"
+    scores = np.array([r.score for r in scorer.score_many(photos, batch_size=4)])
+    assert np.abs(scores - torch_scores).max() <= 0.5
+
+
+def spy(infer, backend, seen):
+    def recording(x):
+        seen[backend] = x.copy()
+        return infer(x)
+    return recording
+
+
+def test_every_backend_receives_the_same_input_tensor(exported, photos, monkeypatch):
+    from lmliqa.contract import PreprocessContract
+
+    ckpt, out, _ = exported
+    seen = {}
+    for path in (ckpt, out / "mobile.onnx", out / "mobile_openvino"):
+        scorer = load(path)
+        monkeypatch.setattr(scorer, "_infer", spy(scorer._infer, scorer.backend, seen))
+        scorer.score(photos[0])
+    expected = PreprocessContract.from_dict(load(out / "mobile.onnx").metadata["contract"]).eval_crops(photos[0])
+    assert set(seen) == {"torch", "onnxruntime", "openvino"}
+    for backend, x in seen.items():
+        assert np.array_equal(x, expected), backend
+
+
+def test_bad_inputs_are_reported_and_the_rest_scored(exported, photos, tmp_path):
+    _, out, _ = exported
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    results = list(load(out / "mobile.onnx").score_many([photos[0], str(bad), str(tmp_path / "gone.png"),
+                                                         photos[1]], batch_size=3))
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert "bad.jpg: cannot decode" in results[1].error and "no such file" in results[2].error
+    assert len(results[0].crop_scores) == 9
+
+
+def test_coreml_packages_inspected(exported):
+    """Core ML runs only on macOS: here the packages are checked by inspection (labelled simulated)."""
+    from lmliqa.runtimes.coreml import read_metadata
+
+    _, out, _ = exported
+    import coremltools as ct
+
+    for precision in ("fp32", "fp16"):
+        path = out / f"mobile_{precision}.mlpackage"
+        meta = read_metadata(path)
+        assert meta["precision"] == precision and meta["contract"]["crop_size"] == 224
+        spec = ct.utils.load_spec(str(path))
+        assert spec.WhichOneof("Type") == "mlProgram"
+        assert [i.name for i in spec.description.input] == ["pixels"]
+        assert [o.name for o in spec.description.output] == ["score"]
+        batch = spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges[0]
+        assert (batch.lowerBound, batch.upperBound) == (1, 256)
+        assert spec.description.metadata.author == "lmliqa"
+    if sys.platform != "darwin":
+        with pytest.raises(BackendUnavailable, match="needs macOS"):
+            load(out / "mobile_fp32.mlpackage")
+
+
+@pytest.mark.macos
+@pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction needs macOS")
+def test_coreml_predict_parity_on_macos(exported, photos, torch_scores):
+    _, out, _ = exported
+    for precision, tol in (("fp32", 0.01), ("fp16", 0.5)):
+        scores = np.array([r.score for r in load(out / f"mobile_{precision}.mlpackage").score_many(photos)])
+        assert np.abs(scores - torch_scores).max() <= tol
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                    reason="tensorrt is not installed (it needs an NVIDIA GPU machine)")
+def test_tensorrt_engine_parity(exported, photos, torch_scores):
+    _, out, _ = exported
+    scores = np.array([r.score for r in load(out / "mobile_fp16.plan").score_many(photos)])
+    assert np.abs(scores - torch_scores).max() <= 0.5
