@@ -138,6 +138,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0 if any(r.ok for r in results) else 1
 
 
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from .parity import markdown_table, run_parity
+
+    report = run_parity(args.checkpoint, args.models, args.data, limit=args.limit, threads=args.threads,
+                        out=args.out)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k not in ("images", "torch_scores", "mos")}, indent=2))
+    else:
+        print(markdown_table(report))
+    return 0 if all(r["gate_pass"] for r in report["rows"]) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmliqa", description="LML-IQA: train, export and run no-reference "
                                 "image quality models.")
@@ -219,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true")
     out.add_argument("--csv", metavar="OUT", help="write image,score,error rows to OUT")
     sc.set_defaults(func=_cmd_score)
+
+    pa = sub.add_parser("parity", help="every exported artifact x precision against the torch reference",
+                        description="Writes parity.json, parity.md and a scatter plot per backend to --out. "
+                                    "Exit status 1 when a verified backend misses its gate "
+                                    "(fp32 <= 0.01, bf16/fp16 <= 0.5 score units).")
+    pa.add_argument("--checkpoint", required=True)
+    pa.add_argument("--models", required=True, help="the --out folder of lmliqa export")
+    pa.add_argument("--data", required=True)
+    pa.add_argument("--limit", type=int, help="first N images of the data spec")
+    pa.add_argument("--threads", type=int)
+    pa.add_argument("--out", help="report folder (default: MODELS/parity)")
+    pa.add_argument("--json", action="store_true")
+    pa.set_defaults(func=_cmd_parity)
     return p
 
 

@@ -61,6 +61,15 @@ def predict(model: torch.nn.Module, ds: IQADataset, indices: list[int] | None = 
     return Predictions(done, np.array(scores, dtype=np.float64), errors)
 
 
+def _same_dataset(extra: dict, ds: IQADataset) -> bool:
+    """Was the checkpoint trained on this dataset (same reader, same folder, however the path was spelled)?"""
+    from pathlib import Path
+
+    if "dataset_root" in extra:
+        return extra.get("dataset_name") == ds.name and Path(extra["dataset_root"]) == ds.root.resolve()
+    return extra.get("dataset") == ds.spec
+
+
 def evaluate_checkpoints(paths: list[str], data: str, split: str = "test", splits: int = 0,
                          protocol: str = "grid", crops: int = 10, seed: int = 0, device: str = "cpu") -> dict:
     """Evaluate one or more checkpoints on a dataset; with several, report the median too."""
@@ -79,7 +88,7 @@ def evaluate_checkpoints(paths: list[str], data: str, split: str = "test", split
         model, meta = load_checkpoint(path, map_location=device)
         extra = meta.get("extra", {})
         indices = None
-        if split == "test" and extra.get("dataset") == ds.spec and extra.get("split", "all") != "all":
+        if split == "test" and _same_dataset(extra, ds) and extra.get("split", "all") != "all":
             from .train.config import TrainConfig
             from .train.engine import resolve_split
 

@@ -172,3 +172,25 @@ def test_tensorrt_engine_parity(exported, photos, torch_scores):
     _, out, _ = exported
     scores = np.array([r.score for r in load(out / "mobile_fp16.plan").score_many(photos)])
     assert np.abs(scores - torch_scores).max() <= 0.5
+
+
+def test_parity_report_and_capability_matrix(exported, livec_dev, tmp_path, capsys):
+    from lmliqa.cli import main
+
+    ckpt, out, _ = exported
+    rc = main(["parity", "--checkpoint", str(ckpt), "--models", str(out), "--data", f"folder:{livec_dev}",
+               "--limit", str(N_PHOTOS), "--out", str(tmp_path), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    rows = {(r["artifact"], r["precision"]): r for r in report["rows"]}
+    for key in (("mobile.onnx", "fp32"), ("mobile_openvino", "fp32")):
+        r = rows[key]
+        assert r["gate_pass"] and r["max_abs"] <= 0.01 and r["rank_flip_rate"] == 0.0
+        assert r["srcc_vs_torch"] > 0.9999 and abs(r["srcc_vs_mos"] - report["torch_vs_mos"]["srcc"]) < 1e-3
+    assert rows[("mobile_fp16.onnx", "fp16")]["gate_pass"]
+    assert rows[("mobile_openvino", "bf16")]["max_abs"] > 0.01          # bf16 really ran
+    assert rc == (0 if all(r["gate_pass"] for r in report["rows"]) else 1)
+    status = {(c["artifact"], c["precision"]): c["status"] for c in report["capability"]}
+    assert status[("mobile_openvino", "fp16")].startswith("unsupported:")
+    if sys.platform != "darwin":
+        assert status[("mobile_fp32.mlpackage", "stored")].startswith("simulated:")
+    assert {p.name for p in tmp_path.iterdir()} >= {"parity.json", "parity.md", "parity_mobile_onnx_fp32.png"}

@@ -481,7 +481,8 @@ def _state_digest(model: nn.Module) -> str:
 
 
 def _extra(cfg: TrainConfig, ds, which: str, metrics: dict | None) -> dict[str, Any]:
-    return {"which": which, "dataset": ds.spec, "split": cfg.split, "split_seed": cfg.split_seed,
+    return {"which": which, "dataset": ds.spec, "dataset_name": ds.name, "dataset_root": str(ds.root.resolve()),
+            "split": cfg.split, "split_seed": cfg.split_seed,
             "train_config": cfg.to_dict(), "metrics": metrics}
 
 
