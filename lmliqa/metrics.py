@@ -16,12 +16,14 @@ def logistic4(x, b1, b2, b3, b4):
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> np.ndarray:
     """pred mapped onto the MOS scale by the fitted logistic (identity-like start, monotone)."""
+    if pred.size <= 4:  # four parameters need at least five points; report the raw PLCC then
+        return pred.copy()
     p0 = [mos.max(), mos.min(), float(np.mean(pred)), float(np.std(pred)) or 1.0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             params, _ = optimize.curve_fit(logistic4, pred, mos, p0=p0, maxfev=20000)
-        except (RuntimeError, optimize.OptimizeWarning):
+        except (RuntimeError, ValueError, TypeError, optimize.OptimizeWarning):
             return pred.copy()
     return logistic4(pred, *params)
 

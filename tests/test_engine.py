@@ -138,3 +138,16 @@ def test_mobile_preset_learns_the_synthetic_distortions(mobile_run):
     _, s = mobile_run
     assert s["n_test"] == 50 and s["steps"] == 2 * (250 // 8)
     assert s["final"]["srcc"] > 0.6 and s["final"]["plcc"] > 0.6
+
+
+def test_eval_uses_the_recorded_test_split_however_the_path_is_spelled(tmp_path, capsys, monkeypatch):
+    from layouts import make_folder
+
+    make_folder(tmp_path / "data", n=15, size=(120, 100))
+    monkeypatch.chdir(tmp_path)
+    run(tmp_path / "run", data="folder:data", max_steps=1, split="kfold:5:2")
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "final.safetensors"),
+                 "--data", f"folder:{tmp_path / 'data'}/", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["split"] == "test" and r["n"] == len(split["test"]) == 3

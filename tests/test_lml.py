@@ -192,3 +192,23 @@ def test_config_layers_and_number_coercion(tmp_path):
     f.write_text("learning_rate: 1\n")
     with pytest.raises(ValueError, match="unknown training options"):
         resolve_config("tiny", str(f))
+
+
+def test_iqa_metrics_values():
+    from scipy import stats
+
+    from lmliqa.metrics import iqa_metrics
+
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(0, 100, 200)
+    pred = 1 / (1 + np.exp(-(mos - 50) / 10)) + rng.normal(0, 0.02, 200)  # monotone but non-linear
+    m = iqa_metrics(pred, mos)
+    assert m["srcc"] == pytest.approx(stats.spearmanr(pred, mos)[0])
+    assert m["krcc"] == pytest.approx(stats.kendalltau(pred, mos)[0])
+    assert m["plcc"] == pytest.approx(stats.pearsonr(pred, mos)[0])
+    assert m["plcc_logistic"] > m["plcc"] + 0.02 and m["plcc_logistic"] > 0.97
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((pred - mos) ** 2)))
+    few = iqa_metrics(np.array([1.0, 2.0, 4.0]), np.array([10.0, 30.0, 20.0]))
+    assert few["plcc_logistic"] == few["plcc"] and few["srcc"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=">= 3 paired scores"):
+        iqa_metrics([1.0, 2.0], [1.0, 2.0])
