@@ -177,3 +177,11 @@ def test_synthetic_pseudo_mos_is_ssim(synthetic_dir):
     ssim = structural_similarity(ref, dist, channel_axis=2, data_range=255, gaussian_weights=True, sigma=1.5,
                                  use_sample_covariance=False)
     assert rec.mos == pytest.approx(100 * ssim, abs=1e-3)
+
+
+def test_two_column_label_files_name_the_bad_line(tmp_path):
+    make_csiq(tmp_path)
+    label = tmp_path / "csiq_label.txt"
+    label.write_text(label.read_text() + "1600.AWGN.3.png 0.2 extra\n")
+    with pytest.raises(DatasetError, match=r"csiq_label.txt:19: expected '<image> <dmos>'"):
+        open_dataset(f"csiq:{tmp_path}")

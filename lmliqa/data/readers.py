@@ -55,6 +55,17 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         return [row for row in reader if any((v or "").strip() for v in row.values())]
 
 
+def _two_columns(path: Path, form: str):
+    """(line number, first, second) for each non-blank line of a whitespace-separated two-column label file."""
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise DatasetError(f"{path}:{lineno}: expected '{form}', got {line!r}")
+        yield lineno, parts[0], parts[1]
+
+
 def _resolve_case(folder: Path, name: str, listing: dict[str, str] | None) -> Path:
     """TID2013 lists some names in lower case (i01_01_2.bmp) while the files are I01_01_2.BMP etc."""
     p = folder / name
@@ -84,13 +95,7 @@ def read_csiq(root: Path) -> IQADataset:
     label = require_file(root / "csiq_label.txt", "CSIQ label file")
     images = first_existing_dir(root, ["dst_imgs_all", "dst_imgs"], "CSIQ distorted images")
     records = []
-    for lineno, line in enumerate(label.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise DatasetError(f"{label}:{lineno}: expected '<image> <dmos>', got {line!r}")
-        name, value = parts
+    for lineno, name, value in _two_columns(label, "<image> <dmos>"):
         fields = name.split(".")
         if len(fields) < 3:
             raise DatasetError(f"{label}:{lineno}: {name!r} is not '<ref>.<TYPE>.<level>.png'")
@@ -105,13 +110,7 @@ def read_tid2013(root: Path) -> IQADataset:
     images = first_existing_dir(root, ["distorted_images"], "TID2013 distorted images")
     listing = {p.name.lower(): p.name for p in images.iterdir()}
     records = []
-    for lineno, line in enumerate(label.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 2:
-            raise DatasetError(f"{label}:{lineno}: expected '<mos> <image>', got {line!r}")
-        value, name = parts
+    for lineno, value, name in _two_columns(label, "<mos> <image>"):
         records.append(Record(_resolve_case(images, name, listing), parse_float(value, f"{label}:{lineno}"),
                               None, name[1:3], name[4:6]))
     return IQADataset("tid2013", f"tid2013:{root}", root, records,
