@@ -39,8 +39,10 @@ def predict(model: torch.nn.Module, ds: IQADataset, indices: list[int] | None = 
     if contract is None:
         raise ValueError("model has no preprocessing contract (model.config.contract)")
     indices = list(range(len(ds))) if indices is None else list(indices)
-    loader = DataLoader(EvalCrops(ds, indices, contract, random_crops, seed), batch_size=max(1, batch_crops // 9),
-                        collate_fn=collate_eval, num_workers=workers)
+    crops_per_image = random_crops or contract.n_eval_crops
+    loader = DataLoader(EvalCrops(ds, indices, contract, random_crops, seed),
+                        batch_size=max(1, batch_crops // crops_per_image), collate_fn=collate_eval,
+                        num_workers=workers)
     if progress:
         from tqdm import tqdm
         loader = tqdm(loader, desc="scoring", unit="batch")
