@@ -370,12 +370,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"deployed": deploy_name, "steps": step, "steps_per_epoch": steps_per_epoch,
                                "wall_s": round(wall, 1),
-                               "world_size": d.world, "n_train": len(train_idx), "n_test": len(test_idx)}
+                               "world_size": d.world, "n_train": len(train_idx), "n_test": len(test_idx),
+                               # whole-run throughput (data loading, logging and checkpoints included)
+                               "train_crops_per_s": round(step * cfg.images_per_step * cfg.crops_per_image
+                                                          * d.world / max(wall, 1e-9), 1),
+                               "peak_mem_gib": round(_peak_memory_gib(device), 3),
+                               "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process RSS"}
     if d.main:
         save_checkpoint(out / "final.safetensors", deployed(), extra=_extra(cfg, ds, "final", None))
         if test_idx:
             final = predict(deployed(), ds, test_idx, device=str(device)).metrics(ds)
-            summary.update(final=final, best=best)
+            if "step" in best:
+                summary.update(final=final, best=best)
+            else:  # eval_every=0: nothing was evaluated during training, so the final model is the best known
+                shutil.copyfile(out / "final.safetensors", out / "best.safetensors")
+                summary.update(final=final, best="no evaluation during training: best.safetensors is the final model")
         else:
             shutil.copyfile(out / "final.safetensors", out / "best.safetensors")
             summary["best"] = "no test split: best.safetensors is the final model"
@@ -468,6 +477,14 @@ def _epoch_order(n: int, repeats: int, seed: int, epoch: int, d: Dist) -> list[i
     perm = np.random.default_rng([seed, 7919, epoch]).permutation(n * repeats) % n
     usable = len(perm) - len(perm) % d.world
     return perm[d.rank:usable:d.world].tolist()
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
 def _state_digest(model: nn.Module) -> str:
