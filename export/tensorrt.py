@@ -69,6 +69,11 @@ def onnx2engine(onnx_path: Path, plan: Path, metadata: dict[str, Any], opt_batch
 
 
 def _precision_of(onnx_path: Path) -> str:
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    if "QuantizeLinear" in ops:
+        return "int8"
     return "fp16" if "fp16" in onnx_path.stem else "fp32"
 
 

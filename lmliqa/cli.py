@@ -150,6 +150,41 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     return 0 if all(r["gate_pass"] for r in report["rows"]) else 1
 
 
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import QuantResult, quantize_checkpoint, status_line
+
+    report = quantize_checkpoint(args.checkpoint, args.calib, [f.strip() for f in args.formats.split(",") if f.strip()],
+                                 args.out, scope=args.float_scope, n_calib=args.calib_images, n_val=args.val_images,
+                                 max_drop=args.max_drop, onnx_tool=args.onnx_tool,
+                                 smooth_quant_alpha=args.smooth_quant_alpha,
+                                 fast_bias_correction=args.fast_bias_correction, verbose=args.verbose)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        cal = report["calibration"]
+        print(f"calibration: {cal['n_images']} images / {cal['n_crops']} crops of {cal['spec']} "
+              f"(sha256 {cal['sha256'][:12]}...), float scope: {','.join(report['scope']) or 'none'}")
+        for r in report["results"]:
+            print(status_line(QuantResult(**r)))
+    return 0 if all(r["status"] == "ok" or r["status"].startswith(("partial", "unavailable"))
+                    for r in report["results"]) else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmarks.bench import format_table, run_bench
+
+    batches = [int(b) for b in args.batch.split(",")]
+    report = run_bench(args.models, args.checkpoint, batches, threads=args.threads, image=args.image,
+                       iters=args.iters, min_time=args.min_time,
+                       progress=None if args.json else (lambda line: print(line, file=sys.stderr, flush=True)))
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmliqa", description="LML-IQA: train, export and run no-reference "
                                 "image quality models.")
@@ -244,6 +279,44 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--out", help="report folder (default: MODELS/parity)")
     pa.add_argument("--json", action="store_true")
     pa.set_defaults(func=_cmd_parity)
+
+    qu = sub.add_parser("quantize", help="post-training INT8 for OpenVINO, ONNX, Core ML and TensorRT",
+                        description="Writes each INT8 artifact next to its FP32 parent under --out, and "
+                                    "quantization.json (scope, calibration hash, validation agreement).")
+    qu.add_argument("--checkpoint", required=True)
+    qu.add_argument("--calib", help="data spec of the calibration/validation images (default: the checkpoint's "
+                                    "training data)")
+    qu.add_argument("--formats", default="openvino,onnx,coreml,tensorrt")
+    qu.add_argument("--out", required=True)
+    qu.add_argument("--float-scope", default="default",
+                    help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
+                         "attention_matmul, head, decoder, tokens, stem; 'default' = "
+                         "layernorm,softmax,gelu,residual_add,head,stem; 'none'")
+    qu.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
+    qu.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")
+    qu.add_argument("--max-drop", type=float, help="accuracy control: largest allowed SRCC-vs-MOS drop "
+                                                   "(NNCF quantize_with_accuracy_control; ONNX Runtime: widen the "
+                                                   "float scope)")
+    qu.add_argument("--onnx-tool", default="nncf", choices=["nncf", "ort"],
+                    help="nncf (default; measured best) or onnxruntime quantize_static")
+    qu.add_argument("--smooth-quant-alpha", type=float, default=0.95, help="NNCF SmoothQuant alpha (ViT only)")
+    qu.add_argument("--fast-bias-correction", action="store_true",
+                    help="NNCF's fast bias correction (quicker; full correction measured more accurate here)")
+    qu.add_argument("--json", action="store_true")
+    qu.add_argument("--verbose", action="store_true")
+    qu.set_defaults(func=_cmd_quantize)
+
+    be = sub.add_parser("bench", help="speed of every runnable artifact next to torch eager FP32, in one run")
+    be.add_argument("--models", required=True)
+    be.add_argument("--checkpoint", required=True, help="the FP32 checkpoint (torch eager reference)")
+    be.add_argument("--batch", default="1,8", help="images per call (each brings the contract's crops)")
+    be.add_argument("--threads", type=int)
+    be.add_argument("--image", help="photo to crop the input from (default: a wheel-shipped photo)")
+    be.add_argument("--iters", type=int, default=5)
+    be.add_argument("--min-time", type=float, default=2.0)
+    be.add_argument("--out", help="also write the JSON report here")
+    be.add_argument("--json", action="store_true")
+    be.set_defaults(func=_cmd_bench)
     return p
 
 

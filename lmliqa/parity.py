@@ -25,8 +25,27 @@ from .data import open_dataset
 from .runtimes import SUFFIXES, load
 from .runtimes.base import ArtifactError, BackendUnavailable
 
-# Gates (score units on the 0-100 scale): FP32 backends must agree with torch to 0.01, reduced precision to 0.5.
+# Gates (score units on the 0-100 scale): FP32 backends must agree with torch to 0.01, reduced precision to 0.5
+# (max |d|); INT8 models keep the ranking (SRCC vs the FP32 parent >= 0.99) and mean |d| <= 1.0.
 TOLERANCE = {"fp32": 0.01, "bf16": 0.5, "fp16": 0.5}
+INT8_GATE = {"srcc_vs_torch": 0.99, "mean_abs": 1.0}
+
+
+def gate(row: dict[str, Any]) -> tuple[bool, str]:
+    """(pass, rule) for one verified row."""
+    if str(row["precision"]).startswith("int8"):
+        ok = row["srcc_vs_torch"] >= INT8_GATE["srcc_vs_torch"] and row["mean_abs"] <= INT8_GATE["mean_abs"]
+        return ok, f"SRCC >= {INT8_GATE['srcc_vs_torch']}, mean <= {INT8_GATE['mean_abs']}"
+    tol = TOLERANCE.get(row["precision"], 0.5)
+    return row["max_abs"] <= tol, f"max <= {tol}"
+
+
+def artifact_size_mb(path: Path) -> float:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    if path.suffix == ".xml":
+        return (path.stat().st_size + path.with_suffix(".bin").stat().st_size) / 1e6
+    return path.stat().st_size / 1e6
 PRECISIONS = {"onnxruntime": (None,), "openvino": ("fp32", "bf16", "fp16"), "coreml": (None,),
               "tensorrt": (None,)}
 
@@ -113,8 +132,8 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
                 continue
             row.update(compare(ref, got, mos_ok, names_ok))
             row["scores"] = got.tolist()
-            row["tolerance"] = TOLERANCE.get(scorer.precision, 0.5)
-            row["gate_pass"] = row["max_abs"] <= row["tolerance"]
+            row["size_mb"] = artifact_size_mb(cand.path)
+            row["gate_pass"], row["gate"] = gate(row)
             rows.append(row)
             capability.append({**{k: row[k] for k in ("artifact", "backend", "precision")}, "status": "verified",
                                "gate_pass": row["gate_pass"]})
@@ -133,7 +152,11 @@ def _not_runnable(cand: Candidate, precision: str | None, exc: Exception) -> str
 
         try:  # inspect the package: metadata and spec readable off macOS
             meta = read_metadata(cand.path)
-            return f"simulated: package and metadata checked ({meta.get('precision')}); predict needs macOS"
+            rt = meta.get("weights_roundtrip")
+            extra = (f"; weights round trip: min SQNR {rt['min_sqnr_db']:.1f} dB over {rt['n_weights_compared']} "
+                     "compressed weights" if rt and rt.get("min_sqnr_db") is not None else "")
+            return (f"simulated: package and metadata checked ({meta.get('precision')}{extra}); "
+                    "predict needs macOS")
         except Exception as inner:
             return f"exported, not verified: {inner}"
     if cand.backend == "openvino" and "not the requested" in str(exc):
@@ -145,14 +168,15 @@ def markdown_table(report: dict[str, Any]) -> str:
     lines = [f"Parity against torch FP32 on {report['n_images']} images of `{report['data']}` "
              f"(torch vs MOS: SRCC {report['torch_vs_mos']['srcc']:.4f}, PLCC {report['torch_vs_mos']['plcc']:.4f})",
              "",
-             "| artifact | backend | precision | max abs | mean abs | p95 abs | SRCC vs torch | rank flips | "
+             "| artifact | backend | precision | size MB | max abs | mean abs | p95 abs | SRCC vs torch | rank flips | "
              "SRCC vs MOS | PLCC vs MOS | gate |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['artifact']} | {r['backend']} | {r['precision']} | {r['max_abs']:.4g} | "
+        lines.append(f"| {r['artifact']} | {r['backend']} | {r['precision']} | {r.get('size_mb', float('nan')):.1f} | "
+                     f"{r['max_abs']:.4g} | "
                      f"{r['mean_abs']:.4g} | {r['p95_abs']:.4g} | {r['srcc_vs_torch']:.5f} | "
                      f"{r['rank_flip_rate']:.4f} | {r['srcc_vs_mos']:.4f} | {r['plcc_vs_mos']:.4f} | "
-                     f"{'pass' if r['gate_pass'] else 'FAIL'} (<= {r['tolerance']}) |")
+                     f"{'pass' if r['gate_pass'] else 'FAIL'} ({r['gate']}) |")
     lines += ["", "| artifact | backend | precision | capability |", "|---|---|---|---|"]
     for c in report["capability"]:
         lines.append(f"| {c['artifact']} | {c['backend']} | {c['precision']} | {c['status']} |")

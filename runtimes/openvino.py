@@ -28,15 +28,20 @@ class OpenVinoScorer(Scorer):
             if len(xmls) != 1:
                 raise ArtifactError(f"{path}: expected one .xml model, found {[p.name for p in xmls]}")
             path = xmls[0]
-        precision = precision or "fp32"
-        if precision not in HINTS:
-            raise ValueError(f"OpenVINO precision must be one of {sorted(HINTS)}")
         core = ov.Core()
         model = core.read_model(str(path))
         try:
             metadata = json.loads(model.get_rt_info(["lmliqa", "metadata"]).astype(str))
         except Exception as exc:
             raise ArtifactError(f"{path}: OpenVINO model without lmliqa metadata in rt_info") from exc
+        # An INT8 (NNCF) model runs its FakeQuantize-d ops in int8; the hint sets the precision of the rest.
+        quantized = metadata.get("precision") == "int8"
+        precision = precision or "fp32"
+        if quantized and precision == "int8":
+            precision = "fp32"
+        if precision not in HINTS:
+            raise ValueError(f"OpenVINO precision must be one of {sorted(HINTS)}"
+                             + (" (int8 models: the float parts' precision)" if quantized else ""))
         config = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
@@ -47,6 +52,8 @@ class OpenVinoScorer(Scorer):
         super().__init__(path, metadata, reverse.get(executed, executed))
         if self.precision != precision:
             raise BackendUnavailable(f"OpenVINO on {device} runs {self.precision}, not the requested {precision}")
+        if quantized:
+            self.precision = "int8" if precision == "fp32" else f"int8+{precision}"
         self.request = self.compiled.create_infer_request()
         self.threads = threads
 

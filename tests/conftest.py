@@ -48,3 +48,37 @@ def mobile_run(tmp_path_factory, synthetic_dir):
     cfg = resolve_config("mobile", data=f"synthetic:{synthetic_dir}", out=str(out), split="random:0",
                          epochs=2, deploy="student", threads=2)
     return out, train(cfg)
+
+
+N_GATE_PHOTOS = 24   # the fixed parity subset: the first 24 LIVE-C dev photos in sorted order
+
+
+@pytest.fixture(scope="session")
+def livec_train_dir(livec_dev, tmp_path_factory) -> Path:
+    """A folder spec of 160 LIVE-C dev photos disjoint from the parity subset (links + their scores.csv)."""
+    import csv
+
+    names = sorted(p.name for p in (livec_dev / "images").iterdir())[N_GATE_PHOTOS:N_GATE_PHOTOS + 160]
+    rows = {r["image"]: r for r in csv.DictReader(open(livec_dev / "scores.csv"))}
+    out = tmp_path_factory.mktemp("livec_train")
+    (out / "images").mkdir()
+    with open(out / "scores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos", "mos_std"])
+        for n in names:
+            (out / "images" / n).symlink_to(livec_dev / "images" / n)
+            w.writerow([n, rows[n]["mos"], rows[n]["mos_std"]])
+    return out
+
+
+@pytest.fixture(scope="session")
+def livec_run(tmp_path_factory, livec_train_dir):
+    """A CI-sized model trained on real photos (3 epochs of the mobile recipe on 160 dev photos, ~1 min):
+    its scores spread over the real photos like a deployed model's, which the INT8 ranking gates need."""
+    from lmliqa.train.config import resolve_config
+    from lmliqa.train.engine import train
+
+    out = tmp_path_factory.mktemp("livec_run")
+    cfg = resolve_config("mobile", data=f"folder:{livec_train_dir}", out=str(out), split="all", epochs=3,
+                         deploy="student", threads=2, eval_every=0)
+    return out, train(cfg)

@@ -1,0 +1,1 @@
+"""lmliqa.benchmarks: speed next to fidelity (lmliqa bench) and the throughput/scope measurement scripts."""

@@ -1,0 +1,88 @@
+"""Calibration and validation images for post-training quantization.
+
+Both come from a data spec through the artifact's own preprocessing contract (the deterministic eval crops
+the runtime feeds the network), so the quantizer sees exactly what deployment sees. Images are picked evenly
+spaced over the spec's records (deterministic, no RNG); the validation images are disjoint from the
+calibration images. The calibration crops are recorded by content hash (sha256 of the float32 tensor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lmliqa.contract import PreprocessContract
+
+DEFAULT_CALIB_IMAGES = 32      # x 9 grid crops = 288 crops ("a few hundred")
+DEFAULT_VAL_IMAGES = 96
+
+
+@dataclass
+class ImageSet:
+    names: list[str]
+    crops: list[np.ndarray]            # one (n_eval_crops, 3, s, s) float32 array per image
+    mos: np.ndarray                    # training-scale labels (NaN where the spec has none)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def n_crops(self) -> int:
+        return int(sum(len(c) for c in self.crops))
+
+    def batches(self) -> list[np.ndarray]:
+        """One item per image (its crops): what NNCF and ONNX Runtime calibrate on."""
+        return self.crops
+
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        for c in self.crops:
+            h.update(np.ascontiguousarray(c, dtype=np.float32).tobytes())
+        return h.hexdigest()
+
+    def record(self, spec: str) -> dict[str, Any]:
+        return {"spec": spec, "n_images": len(self.names), "n_crops": self.n_crops, "sha256": self.sha256(),
+                "images": [n.rsplit("/", 1)[-1] for n in self.names]}
+
+
+def _evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
+    pool = [i for i in range(n_total) if i not in exclude]
+    if k >= len(pool):
+        return pool
+    return [pool[int(j)] for j in np.linspace(0, len(pool) - 1, k).round().astype(int)]
+
+
+def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_CALIB_IMAGES,
+               n_val: int = DEFAULT_VAL_IMAGES) -> tuple[ImageSet, ImageSet]:
+    """(calibration, validation) image sets from SPEC, disjoint, decoded with CONTRACT."""
+    from lmliqa.data import open_dataset
+
+    ds = open_dataset(spec)
+    if not ds.records:
+        raise ValueError(f"{spec}: no images")
+    calib_idx = _evenly(len(ds.records), n_calib)
+    val_idx = _evenly(len(ds.records), n_val, exclude=set(calib_idx))
+    return _load(ds, calib_idx, contract), _load(ds, val_idx, contract)
+
+
+def _load(ds, indices: list[int], contract: PreprocessContract) -> ImageSet:
+    names, crops, mos, failed = [], [], [], []
+    for i in indices:
+        rec = ds.records[i]
+        try:
+            crops.append(contract.eval_crops(rec.path))
+        except Exception as exc:  # one bad image is reported, the rest are used
+            failed.append((str(rec.path), str(exc)))
+            continue
+        names.append(str(rec.path))
+        mos.append(ds.label.to_training(rec.mos) if rec.mos is not None else np.nan)
+    if not crops:
+        raise ValueError(f"none of the {len(indices)} images could be read: {failed[:3]}")
+    return ImageSet(names, crops, np.asarray(mos, dtype=np.float64), failed)
+
+
+def image_scores(run_crops, images: ImageSet, contract: PreprocessContract) -> np.ndarray:
+    """Per-image scores: RUN_CROPS maps (n, 3, s, s) float32 -> (n,) scores; aggregated like the runtime."""
+    return np.array([contract.aggregate(np.asarray(run_crops(c), dtype=np.float64).reshape(-1))
+                     for c in images.crops])
