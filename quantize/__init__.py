@@ -71,6 +71,12 @@ def quantize_checkpoint(checkpoint: str | Path, calib: str | None, formats: list
     if unknown:
         raise ValueError(f"unknown format(s) {unknown}; choose from {sorted(QFORMATS)}")
     scope = scope if isinstance(scope, FloatScope) else FloatScope.parse(scope)
+    if not verbose and importlib.util.find_spec("nncf"):  # NNCF logs every op it leaves unquantized at INFO
+        import logging
+
+        import nncf
+
+        nncf.set_log_level(logging.WARNING)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, metadata = load_for_export(checkpoint)

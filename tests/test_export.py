@@ -166,6 +166,20 @@ def test_coreml_predict_parity_on_macos(exported, photos, torch_scores):
         assert np.abs(scores - torch_scores).max() <= tol
 
 
+@pytest.mark.macos
+@pytest.mark.skipif(sys.platform != "darwin", reason="Core ML prediction needs macOS")
+def test_coreml_predict_parity_on_macos_wheel_photos(exported):
+    """The macOS CI job has no shared LIVE-C photos: the same gates on the photos shipped in wheels."""
+    from lmliqa.data.synthetic import _wheel_photos
+
+    ckpt, out, _ = exported
+    photos = [str(p) for p in sorted(_wheel_photos().values())]
+    ref = np.array([r.score for r in load(ckpt).score_many(photos)])
+    for precision, tol in (("fp32", 0.01), ("fp16", 0.5)):
+        scores = np.array([r.score for r in load(out / f"mobile_{precision}.mlpackage").score_many(photos)])
+        assert np.abs(scores - ref).max() <= tol
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
                     reason="tensorrt is not installed (it needs an NVIDIA GPU machine)")
 def test_tensorrt_engine_parity(exported, photos, torch_scores):
