@@ -32,14 +32,6 @@ BENCH_PRECISIONS = {"torch": ("fp32",), "onnxruntime": (None,), "openvino": ("fp
                     "coreml": (None,), "tensorrt": (None,)}
 
 
-def artifact_size(path: Path) -> int:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    if path.suffix == ".xml":
-        return path.stat().st_size + path.with_suffix(".bin").stat().st_size
-    return path.stat().st_size
-
-
 def measure_one(path: str, backend: str, precision: str | None, batches: list[int], threads: int | None,
                 image: str, warmup: int, iters: int, min_time: float) -> dict[str, Any]:
     """Runs in the child process: load, warm up, time; returns one dict per batch size."""
@@ -88,6 +80,8 @@ def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, str, str | No
 def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], threads: int | None = None,
               image: str | None = None, warmup: int = 2, iters: int = 5, min_time: float = 2.0,
               timeout: float = 900, progress=print) -> dict[str, Any]:
+    from lmliqa.parity import artifact_size_mb
+
     models, checkpoint = Path(models), Path(checkpoint)
     image = image or _default_image()
     rows, skipped = [], []
@@ -107,7 +101,7 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
             continue
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         for r in res.pop("rows"):
-            row = {"artifact": path.name, "backend": backend, **res, **r, "model_size_mb": artifact_size(path) / 1e6}
+            row = {"artifact": path.name, "backend": backend, **res, **r, "model_size_mb": artifact_size_mb(path)}
             rows.append(row)
             if progress:
                 progress(f"{row['artifact']:<28} {backend:<12} {row['precision']:<9} batch {r['batch']:>3}: "

@@ -52,10 +52,6 @@ class QuantResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _missing(mods: tuple[str, ...]) -> list[str]:
-    return [m for m in mods if importlib.util.find_spec(m) is None]
-
-
 def quantize_checkpoint(checkpoint: str | Path, calib: str | None, formats: list[str], out: str | Path,
                         scope: FloatScope | str | None = None, n_calib: int = DEFAULT_CALIB_IMAGES,
                         n_val: int = DEFAULT_VAL_IMAGES, max_drop: float | None = None, onnx_tool: str = "nncf",
@@ -64,7 +60,7 @@ def quantize_checkpoint(checkpoint: str | Path, calib: str | None, formats: list
     """Quantize CHECKPOINT for each format into OUT; returns (and writes OUT/quantization.json) a report with
     one result per format. One format failing never stops the others."""
     from lmliqa.export import FORMATS as EXPORT_FORMATS
-    from lmliqa.export import export_checkpoint
+    from lmliqa.export import _missing, export_checkpoint
     from lmliqa.export._graph import export_program, load_for_export, metadata_json
 
     unknown = [f for f in formats if f not in QFORMATS]
@@ -189,9 +185,7 @@ def _quantize_one(name, paths, out, m, program, calib_set: ImageSet, val_set: Im
         acc = judge(ort_run(paths[0]))
         details = {**info, "validation (Q/DQ ONNX executed by ONNX Runtime)": acc}
         try:
-            import json as _json
-
-            build_engine(paths[0], paths[1], _json.loads(meta_for("tensorrt", info)))
+            build_engine(paths[0], paths[1], json.loads(meta_for("tensorrt", info)))
         except ImportError as exc:
             return QuantResult(name, f"partial: wrote {paths[0].name}; engine not built: {exc}", [str(paths[0])],
                                details)

@@ -50,9 +50,8 @@ def compress_coreml(fp32_package: Path, dst: Path, mode: str, scope: FloatScope,
     meta = json.loads(metadata_json)
     meta["weights_roundtrip"] = roundtrip
     out.user_defined_metadata["lmliqa"] = json.dumps(meta, sort_keys=True)
-    for key in ("lmliqa.model",):
-        if key in fp32.user_defined_metadata:
-            out.user_defined_metadata[key] = fp32.user_defined_metadata[key]
+    if "lmliqa.model" in fp32.user_defined_metadata:
+        out.user_defined_metadata["lmliqa.model"] = fp32.user_defined_metadata["lmliqa.model"]
     out.author, out.license, out.version = fp32.author, fp32.license, fp32.version
     out.short_description = fp32.short_description + f" Weights: {mode} ({kind}, {bits}-bit)."
     out.save(str(dst))

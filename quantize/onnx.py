@@ -7,7 +7,6 @@ TensorRT engine consumes (quantize/tensorrt.py).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,10 @@ def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, symme
     extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
-    with tempfile.TemporaryDirectory() as tmp:
-        # quantize_static writes augmented models next to its working files
-        quantize_static(str(src), str(dst), _Reader(model.graph.input[0].name, calib), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=False,
-                        activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=_METHODS[method],
-                        extra_options=extra, **options)
-        del tmp
+    quantize_static(str(src), str(dst), _Reader(model.graph.input[0].name, calib), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=_METHODS[method], extra_options=extra, **options)
     return {"tool": "onnxruntime.quantize_static", "format": "QDQ", "per_channel": True, "calibration": method,
             "activations": "int8 symmetric" if symmetric else "uint8 asymmetric", "weights": "int8 symmetric",
             "op_types_to_quantize": options["op_types_to_quantize"],

@@ -54,6 +54,12 @@ N_GATE_PHOTOS = 24   # the fixed parity subset: the first 24 LIVE-C dev photos i
 
 
 @pytest.fixture(scope="session")
+def photos(livec_dev):
+    """The parity/INT8 gate photos (`lmliqa parity --limit` takes the same first names of the folder spec)."""
+    return sorted(str(p) for p in (livec_dev / "images").iterdir())[:N_GATE_PHOTOS]
+
+
+@pytest.fixture(scope="session")
 def livec_train_dir(livec_dev, tmp_path_factory) -> Path:
     """A folder spec of 160 LIVE-C dev photos disjoint from the parity subset (links + their scores.csv)."""
     import csv

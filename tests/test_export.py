@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from lmliqa.runtimes import BackendUnavailable, load
 
-N_PHOTOS = 24  # a fixed subset of the shared LIVE-C dev photos: the first 24 names in sorted order
-
 
 @pytest.fixture(scope="session")
 def exported(mobile_run, tmp_path_factory):
@@ -20,11 +18,6 @@ def exported(mobile_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     results = {r.format: r for r in export_checkpoint(ckpt, ["onnx", "openvino", "coreml", "tensorrt"], out)}
     return ckpt, out, results
-
-
-@pytest.fixture(scope="session")
-def photos(livec_dev):
-    return sorted(str(p) for p in (livec_dev / "images").iterdir())[:N_PHOTOS]
 
 
 @pytest.fixture(scope="session")
@@ -189,12 +182,12 @@ def test_tensorrt_engine_parity(exported, photos, torch_scores):
     assert np.abs(scores - torch_scores).max() <= 0.5
 
 
-def test_parity_report_and_capability_matrix(exported, livec_dev, tmp_path, capsys):
+def test_parity_report_and_capability_matrix(exported, livec_dev, photos, tmp_path, capsys):
     from lmliqa.cli import main
 
     ckpt, out, _ = exported
     rc = main(["parity", "--checkpoint", str(ckpt), "--models", str(out), "--data", f"folder:{livec_dev}",
-               "--limit", str(N_PHOTOS), "--out", str(tmp_path), "--json"])
+               "--limit", str(len(photos)), "--out", str(tmp_path), "--json"])
     report = json.loads(capsys.readouterr().out)
     rows = {(r["artifact"], r["precision"]): r for r in report["rows"]}
     for key in (("mobile.onnx", "fp32"), ("mobile_openvino", "fp32")):

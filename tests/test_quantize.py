@@ -11,7 +11,6 @@ import pytest
 from lmliqa.runtimes import load
 from scipy import stats
 
-N_PHOTOS = 24  # the same fixed subset of shared LIVE-C dev photos as the export parity tests
 HAS_COREML = importlib.util.find_spec("coremltools") is not None
 
 
@@ -26,11 +25,6 @@ def quantized(livec_run, livec_train_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("quantized")
     report = quantize_checkpoint(ckpt, None, ["openvino", "onnx", "coreml", "tensorrt"], out, n_calib=16, n_val=48)
     return ckpt, out, report
-
-
-@pytest.fixture(scope="session")
-def photos(livec_dev):
-    return sorted(str(p) for p in (livec_dev / "images").iterdir())[:N_PHOTOS]
 
 
 @pytest.fixture(scope="session")
@@ -142,12 +136,12 @@ def test_coreml_weight_compression_round_trip(quantized):
     assert size["w8"] < 0.35 * size["fp32"] and size["pal4"] < size["pal6"] < size["w8"]
 
 
-def test_parity_report_has_int8_rows(quantized, livec_dev, tmp_path, capsys):
+def test_parity_report_has_int8_rows(quantized, livec_dev, photos, tmp_path, capsys):
     from lmliqa.cli import main
 
     ckpt, out, _ = quantized
     main(["parity", "--checkpoint", str(ckpt), "--models", str(out), "--data", f"folder:{livec_dev}",
-          "--limit", str(N_PHOTOS), "--out", str(tmp_path), "--json"])
+          "--limit", str(len(photos)), "--out", str(tmp_path), "--json"])
     report = json.loads(capsys.readouterr().out)
     rows = {(r["artifact"], r["precision"]): r for r in report["rows"]}
     for key in (("mobile_int8.onnx", "int8"), ("mobile_int8_openvino", "int8")):
