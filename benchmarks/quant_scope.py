@@ -63,7 +63,7 @@ def main() -> None:
 
                     dst = tmp / f"s{si}_ov" / "m.xml"
                     quantize_openvino(tmp / f"{m}_openvino" / f"{m}.xml", dst, program, calib, scope, model_type,
-                                      lambda i: metadata_json(metadata, precision="int8"))
+                                      lambda i, **kw: metadata_json(metadata, precision="int8", **kw))
                     compiled = ov.Core().compile_model(str(dst), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
                     run = lambda c, compiled=compiled: compiled(c)[0]  # noqa: E731
                 acc = agreement(ref, image_scores(run, val, contract), val.mos)

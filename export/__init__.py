@@ -56,8 +56,10 @@ def _missing(mods: tuple[str, ...]) -> list[str]:
 
 
 def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Path,
-                      verbose: bool = False) -> list[ExportResult]:
-    """Export one checkpoint to each requested format under OUT; never raises for one format's failure."""
+                      verbose: bool = False, keep_f32: str | None = None) -> list[ExportResult]:
+    """Export one checkpoint to each requested format under OUT; never raises for one format's failure.
+    KEEP_F32: the float scope an OpenVINO IR keeps in f32 when it runs in bf16/f16 (None: the default,
+    stem and first stage; "none": nothing)."""
     from ._graph import export_program, load_for_export
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -79,7 +81,7 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Pat
                                               "(pip install 'lmliqa[export]')"))
             continue
         try:
-            results.append(_export_one(name, model, program, metadata, paths, out, onnx_path))
+            results.append(_export_one(name, model, program, metadata, paths, out, onnx_path, keep_f32))
             if name == "onnx":
                 onnx_path = paths[0]
         except ImportError as exc:
@@ -92,7 +94,7 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Pat
 
 
 def _export_one(name: str, model, program, metadata: dict[str, Any], paths: list[Path], out: Path,
-                onnx_path: Path | None) -> ExportResult:
+                onnx_path: Path | None, keep_f32: str | None = None) -> ExportResult:
     if name == "onnx":
         from .onnx import torch2onnx
 
@@ -100,7 +102,7 @@ def _export_one(name: str, model, program, metadata: dict[str, Any], paths: list
     elif name == "openvino":
         from .openvino import torch2openvino
 
-        torch2openvino(program, paths[0], metadata)
+        torch2openvino(program, paths[0], metadata, keep_f32=keep_f32)
     elif name == "coreml":
         from .coreml import torch2coreml
 

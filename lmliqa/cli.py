@@ -85,7 +85,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from lmliqa.export import export_checkpoint
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose)
+    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose, keep_f32=args.keep_f32)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True)
     ex.add_argument("--json", action="store_true")
     ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed formats")
+    ex.add_argument("--keep-f32", default="default", metavar="SCOPE",
+                    help="layers an OpenVINO IR keeps in f32 when it runs bf16/f16: float-scope categories "
+                         "(stem, first_stage, head, decoder, tokens, layernorm, ...), 'default' = stem,first_stage, "
+                         "or 'none'")
     ex.set_defaults(func=_cmd_export)
 
     sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")
@@ -290,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--out", required=True)
     qu.add_argument("--float-scope", default="default",
                     help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
-                         "attention_matmul, head, decoder, tokens, stem; 'default' = "
+                         "attention_matmul, head, decoder, tokens, stem, first_stage; 'default' = "
                          "layernorm,softmax,gelu,residual_add,head,stem; 'none'")
     qu.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
     qu.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")

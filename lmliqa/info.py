@@ -80,8 +80,8 @@ def capability_matrix(backends: list[dict[str, Any]] | None = None) -> list[dict
         add("onnxruntime", p, f"runs here{note}" if avail.get("onnxruntime") else missing("onnxruntime"))
     if avail.get("openvino"):
         add("openvino", "fp32", "runs here (INFERENCE_PRECISION_HINT f32, pinned)")
-        add("openvino", "bf16", "runs here" if flags & {"avx512_bf16", "amx_bf16"}
-            else "unsupported: this CPU has no bf16 instructions")
+        add("openvino", "bf16", "runs here (the export's keep-f32 layers stay f32)"
+            if flags & {"avx512_bf16", "amx_bf16"} else "unsupported: this CPU has no bf16 instructions")
         add("openvino", "fp16", "runs here" if flags & {"avx512_fp16", "amx_fp16"}
             else "unsupported: no fp16 compute on this CPU (OpenVINO would run bf16; refused, not faked)")
         add("openvino", "int8", "runs here (NNCF FakeQuantize; float parts f32 or bf16)")

@@ -135,7 +135,10 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
             row["size_mb"] = artifact_size_mb(cand.path)
             row["gate_pass"], row["gate"] = gate(row)
             rows.append(row)
-            capability.append({**{k: row[k] for k in ("artifact", "backend", "precision")}, "status": "verified",
+            if scorer.detail:
+                row["detail"] = scorer.detail
+            capability.append({**{k: row[k] for k in ("artifact", "backend", "precision")},
+                               "status": "verified" + (f" ({scorer.detail})" if scorer.detail else ""),
                                "gate_pass": row["gate_pass"]})
     torch_vs_mos = {"srcc": float(stats.spearmanr(ref, mos_ok)[0]), "plcc": float(stats.pearsonr(ref, mos_ok)[0])}
     report = {"checkpoint": str(checkpoint), "checkpoint_sha256": ckpt_sha, "data": data, "n_images": len(ok),

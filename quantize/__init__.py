@@ -159,7 +159,8 @@ def _quantize_one(name, paths, out, m, program, calib_set: ImageSet, val_set: Im
         if parent is None or not parent.ok:
             raise RuntimeError(f"FP32 OpenVINO parent missing: {parent.status if parent else 'not exported'}")
         info = quantize_openvino(Path(parent.paths[0]), paths[0], program, calib_set, scope, model_type,
-                                 lambda i: meta_for("openvino", i), val_set, max_drop, contract, sq_alpha, fbc)
+                                 lambda i, **kw: meta_for("openvino", i, **kw), val_set, max_drop, contract,
+                                 sq_alpha, fbc)
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(paths[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

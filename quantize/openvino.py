@@ -4,6 +4,7 @@ is given."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ def quantize_openvino(fp32_xml: Path, dst: Path, program, calib: ImageSet, scope
         for f in (dst, dst.with_suffix(".bin")):
             f.unlink(missing_ok=True)
     model = ov.Core().read_model(str(fp32_xml))
+    # the FP32 parent's keep-f32 marks (lmliqa export --keep-f32) survive NNCF; so does their record
+    parent = json.loads(model.get_rt_info(["lmliqa", "metadata"]).astype(str))
+    carried = {k: parent[k] for k in ("reduced_precision",) if k in parent}
     kwargs = _nncf_common(calib, model_type, smooth_quant_alpha, fast_bias_correction=fast_bias_correction)
     kwargs["ignored_scope"] = scope.nncf_openvino(model, program)
     n_ignored = len(kwargs["ignored_scope"].names)
@@ -43,7 +47,7 @@ def quantize_openvino(fp32_xml: Path, dst: Path, program, calib: ImageSet, scope
             "n_fake_quantize": n_fq, "n_ops_kept_float_by_name": n_ignored,
             "accuracy_control": None if max_drop is None else {"metric": "SRCC vs MOS", "max_drop": max_drop}}
     # written once: re-saving over a model OpenVINO has memory-mapped crashes the process (SIGBUS)
-    q.set_rt_info(metadata_for(info), ["lmliqa", "metadata"])
+    q.set_rt_info(metadata_for(info, **carried), ["lmliqa", "metadata"])
     dst.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(q, str(dst), compress_to_fp16=False)
     return info

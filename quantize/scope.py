@@ -32,9 +32,13 @@ MODULE_CATEGORIES: dict[str, tuple[str, ...]] = {
     "decoder": ("decoder", "head", ""),    # the whole attention-panel decoder and the head
     "tokens": ("encoder.proj", "encoder.norm"),  # CNN presets: feature map -> tokens projection
     "stem": ("encoder.cnn.conv_stem", "encoder.cnn.bn1", "encoder.vit.patch_embed"),  # the pixel-facing conv
+    "first_stage": ("encoder.cnn.blocks.0",),  # CNN presets: the first stage after the stem
 }
 QUANTIZABLE_ONNX = ("Conv", "MatMul", "Gemm")
 DEFAULT_SCOPE = ("layernorm", "softmax", "gelu", "residual_add", "head", "stem")
+# kept in f32 when a float artifact runs in bf16/fp16 (OpenVINO's CPU bf16): the pixel-facing layers, where
+# MobileNetV2 and EfficientNet-Lite0 lose most of their bf16 accuracy (README, "bf16 and the first layers")
+REDUCED_PRECISION_SCOPE = ("stem", "first_stage")
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,13 @@ class FloatScope:
     categories: tuple[str, ...] = DEFAULT_SCOPE
 
     @classmethod
-    def parse(cls, text: str | None) -> FloatScope:
+    def parse(cls, text: str | None, default: tuple[str, ...] = DEFAULT_SCOPE) -> FloatScope:
         if text is None or text == "default":
-            return cls()
+            return cls(default)
         cats: tuple[str, ...] = ()
         for c in (c.strip() for c in text.split(",")):
             if c == "default":
-                cats += DEFAULT_SCOPE
+                cats += default
             elif c and c != "none":
                 cats += (c,)
         cats = tuple(dict.fromkeys(cats))
@@ -94,14 +98,16 @@ class FloatScope:
 
         return nncf.IgnoredScope(names=self.onnx_nodes(model), validate=False)
 
+    def openvino_ops(self, ov_model, program) -> list[str]:
+        """Friendly names of the OpenVINO ops under the scope's modules (see ``openvino_ops_under``)."""
+        return openvino_ops_under(ov_model, program, self.module_prefixes)
+
     def nncf_openvino(self, ov_model, program) -> object:
         """NNCF IgnoredScope for an OpenVINO model converted from PROGRAM (torch.export)."""
         import nncf
 
-        aten = aten_nodes_under(program, self.module_prefixes)
-        names = [op.get_friendly_name() for op in ov_model.get_ops()
-                 if op.get_friendly_name().split("/", 1)[0] in aten and op.get_type_name() != "Constant"]
-        return nncf.IgnoredScope(names=names, types=list(self.op_types("openvino")), validate=False)
+        return nncf.IgnoredScope(names=self.openvino_ops(ov_model, program), types=list(self.op_types("openvino")),
+                                 validate=False)
 
     def coreml_op_names(self, program) -> list[str]:
         """aten node names under scoped modules (Core ML keeps them as MIL op names)."""
@@ -142,6 +148,41 @@ def aten_nodes_under(program, prefixes: tuple[str, ...]) -> set[str]:
         if _under(_clean(paths[-1]) if paths else "", prefixes):
             out.add(node.name)
     return out
+
+
+OV_CONVS = ("Convolution", "GroupConvolution")
+
+
+def openvino_ops_under(ov_model, program, prefixes: tuple[str, ...]) -> list[str]:
+    """Friendly names of the ops of an OpenVINO model converted from PROGRAM that come from modules under
+    PREFIXES. Most ops keep their aten node's name as the first part of their friendly name; a convolution
+    with a folded BatchNorm is renamed after the Multiply it absorbed, so convolutions are matched to the
+    program's convolutions by order (both are topological) and checked by weight shape."""
+    aten = aten_nodes_under(program, prefixes)
+    if not aten:
+        return []
+    names = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
+             if op.get_friendly_name().split("/", 1)[0] in aten and op.get_type_name() != "Constant"]
+    ov_convs = [op for op in ov_model.get_ordered_ops() if op.get_type_name() in OV_CONVS]
+    pt_convs = [n for n in program.graph.nodes if n.op == "call_function" and str(n.target).startswith(
+        ("aten.conv2d", "aten.convolution", "aten._convolution"))]
+    if len(ov_convs) != len(pt_convs):
+        raise ValueError(f"cannot match convolutions: {len(ov_convs)} in OpenVINO, {len(pt_convs)} in torch.export")
+    for op, node in zip(ov_convs, pt_convs):
+        if _ov_conv_weight_shape(op) != tuple(node.args[1].meta["val"].shape):
+            raise ValueError(f"cannot match convolutions: {op.get_friendly_name()} has weights "
+                             f"{_ov_conv_weight_shape(op)}, torch {node.name} {tuple(node.args[1].meta['val'].shape)}")
+        if node.name in aten and op.get_friendly_name() not in names:
+            names.append(op.get_friendly_name())
+    return names
+
+
+def _ov_conv_weight_shape(op) -> tuple[int, ...]:
+    """OpenVINO conv weights as torch lays them out: (out, in / groups, kh, kw)."""
+    w = tuple(int(d) for d in op.input(1).get_partial_shape().to_shape())
+    if op.get_type_name() == "GroupConvolution":    # (groups, out / groups, in / groups, kh, kw)
+        return (w[0] * w[1],) + w[2:]
+    return w
 
 
 def _clean(path: str) -> str:

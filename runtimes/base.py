@@ -51,6 +51,7 @@ class Scorer:
         except KeyError as exc:
             raise ArtifactError(f"{path}: lmliqa metadata lacks {exc}; was it written by `lmliqa export`?") from None
         self.precision = precision  # the precision that executes, as the backend reports it
+        self.detail = ""            # what else the backend does to the precision (e.g. layers kept f32)
 
     # ------------------------------------------------------------------ subclasses
     def _infer(self, crops: np.ndarray) -> np.ndarray:

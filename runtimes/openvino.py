@@ -54,8 +54,20 @@ class OpenVinoScorer(Scorer):
             raise BackendUnavailable(f"OpenVINO on {device} runs {self.precision}, not the requested {precision}")
         if quantized:
             self.precision = "int8" if precision == "fp32" else f"int8+{precision}"
+        # layers the artifact keeps in f32 under bf16/f16 (lmliqa export --keep-f32): reported, not hidden
+        self.kept_f32 = _kept_f32(model) if precision in ("bf16", "fp16") else []
+        if self.kept_f32:
+            n, scope = len(self.kept_f32), metadata.get("reduced_precision", {}).get("keep_f32_scope")
+            self.detail = f"{n} layer{'s' if n != 1 else ''} kept f32" + (f" ({scope})" if scope else "")
         self.request = self.compiled.create_infer_request()
         self.threads = threads
 
     def _infer(self, crops: np.ndarray) -> np.ndarray:
         return self.request.infer({0: crops})[0].copy()
+
+
+def _kept_f32(model) -> list[str]:
+    # the rt_info key OpenVINO gives the DisablePrecisionConversion attribute (lmliqa.export.openvino marks it);
+    # read here without importing the exporter, which needs torch
+    key = "DisablePrecisionConversion_0"
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if key in op.get_rt_info()]
