@@ -104,7 +104,8 @@ class Scorer:
             yield ImageResult(name, self.contract.aggregate(s), [float(v) for v in s], "")
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "precision": self.precision, "path": str(self.path),
+        return {"backend": self.backend, "precision": self.precision, "precision_detail": self.detail,
+                "path": str(self.path),
                 "model": self.metadata.get("model"), "crop_size": self.contract.crop_size,
                 "eval_crops": self.contract.n_eval_crops, "score": self.scale.to_dict()}
 

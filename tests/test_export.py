@@ -145,6 +145,40 @@ def test_bad_inputs_are_reported_and_the_rest_scored(exported, photos, tmp_path)
     assert len(results[0].crop_scores) == 9
 
 
+def test_score_cli_rows_for_dirs_globs_and_bad_files(exported, photos, torch_scores, tmp_path, capsys):
+    """`lmliqa score`: a directory, a glob and a missing file -> one row per input, CSV and JSON, the same scores
+    as the API; the JSON names the precision that ran and what the backend did to it."""
+    import csv
+    import os
+
+    from lmliqa.cli import main
+
+    _, out, _ = exported
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    for i, p in enumerate(photos[:3]):
+        os.symlink(p, d / ("sub" if i == 2 else ".") / f"p{i}.jpg")
+    (d / "notes.txt").write_text("not an image")                  # skipped: not an image suffix
+    (d / "broken.png").write_bytes(b"\x89PNG broken")
+    rc = main(["score", "--model", str(out / "mobile.onnx"), str(d), str(tmp_path / "photos" / "p*.jpg"),
+               str(tmp_path / "gone.jpg"), "--csv", str(tmp_path / "s.csv")])
+    assert rc == 0
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    names = [os.path.basename(r["image"]) for r in rows]
+    assert names == ["broken.png", "p0.jpg", "p1.jpg", "p2.jpg", "p0.jpg", "p1.jpg", "gone.jpg"]
+    errors = {n: r["error"] for n, r in zip(names, rows)}
+    assert "cannot decode" in errors["broken.png"] and "no such file" in errors["gone.jpg"]
+    got = {n: float(r["score"]) for n, r in zip(names, rows) if not r["error"]}
+    assert np.allclose([got["p0.jpg"], got["p1.jpg"], got["p2.jpg"]], torch_scores[:3], atol=0.01)
+    capsys.readouterr()
+    assert main(["score", "--model", str(out / "mobile_openvino"), "--precision", "bf16", photos[0], "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"]["precision"] == "bf16"
+    assert report["model"]["precision_detail"] == "3 layers kept f32 (stem,first_stage)"
+    assert abs(report["results"][0]["score"] - torch_scores[0]) <= 0.5 and len(report["results"][0]["crop_scores"]) == 9
+    assert main(["score", "--model", str(out / "mobile.onnx"), str(tmp_path / "nothing*.jpg")]) == 2
+
+
 def test_coreml_packages_inspected(exported):
     """Core ML runs only on macOS: here the packages are checked by inspection (labelled simulated)."""
     from lmliqa.runtimes.coreml import read_metadata
