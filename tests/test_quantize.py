@@ -218,3 +218,22 @@ def test_calibration_reports_a_bad_image_and_uses_the_rest(livec_dev, tmp_path):
     failed = calib.failed + val.failed
     assert len(failed) == 1 and names[2] in failed[0][0]
     assert len(calib.names) + len(val.names) == 5 and calib.n_crops == 9 * len(calib.names)
+
+
+def test_accuracy_control_holds_srcc_vs_mos(livec_run, tmp_path):
+    """--max-drop 0 with nothing kept float: NNCF's quantize_with_accuracy_control, with SRCC vs MOS on the
+    validation photos as its metric, must hand back a model that is not below FP32 on that metric (it reverts
+    quantized ops, ranked by their effect, until it is)."""
+    from lmliqa.quantize import quantize_checkpoint
+
+    out_dir, _ = livec_run
+    report = quantize_checkpoint(out_dir / "final.safetensors", None, ["openvino"], tmp_path, scope="none",
+                                 n_calib=8, n_val=32, max_drop=0.0)
+    (res,) = report["results"]
+    assert res["status"] == "ok", res["status"]
+    d = res["details"]
+    assert d["accuracy_control"] == {"metric": "SRCC vs MOS", "max_drop": 0.0}
+    assert d["n_fake_quantize"] > 0                                  # still an INT8 model
+    v = d["validation"]
+    assert v["srcc_vs_mos"] >= v["srcc_vs_mos_fp32"] - 1e-6, v
+    assert v["srcc_vs_fp32"] > 0.95
