@@ -32,7 +32,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", ("{m}.onnx",), ("onnx", "onnxscript"), "onnxruntime", ("fp32",),
            "ONNX opset 18, one file, dynamic batch"),
     Format("openvino", ("{m}_openvino/{m}.xml",), ("openvino",), "openvino", ("fp32", "bf16", "fp16"),
-           "OpenVINO IR with FP32 weights"),
+           "OpenVINO IR with FP32 weights (fp16 on request)"),
     Format("coreml", ("{m}_fp32.mlpackage", "{m}_fp16.mlpackage"), ("coremltools",), "coreml", ("fp32", "fp16"),
            "Core ML mlprogram, FP32 and FP16 compute"),
     Format("tensorrt", ("{m}_fp16.onnx", "{m}_fp16.plan"), ("onnx", "onnxconverter_common"), "tensorrt",
@@ -56,10 +56,12 @@ def _missing(mods: tuple[str, ...]) -> list[str]:
 
 
 def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Path,
-                      verbose: bool = False, keep_f32: str | None = None) -> list[ExportResult]:
+                      verbose: bool = False, keep_f32: str | None = None,
+                      openvino_fp16_weights: bool = False) -> list[ExportResult]:
     """Export one checkpoint to each requested format under OUT; never raises for one format's failure.
     KEEP_F32: the float scope an OpenVINO IR keeps in f32 when it runs in bf16/f16 (None: the default,
-    stem and first stage; "none": nothing)."""
+    stem and first stage; "none": nothing). OPENVINO_FP16_WEIGHTS: store the IR's weights in fp16 (half the
+    size; they are decompressed to f32 at load, so parity treats the IR as reduced precision)."""
     from ._graph import export_program, load_for_export
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -81,7 +83,8 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Pat
                                               "(pip install 'lmliqa[export]')"))
             continue
         try:
-            results.append(_export_one(name, model, program, metadata, paths, out, onnx_path, keep_f32))
+            results.append(_export_one(name, model, program, metadata, paths, out, onnx_path, keep_f32,
+                                       openvino_fp16_weights))
             if name == "onnx":
                 onnx_path = paths[0]
         except ImportError as exc:
@@ -94,7 +97,8 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Pat
 
 
 def _export_one(name: str, model, program, metadata: dict[str, Any], paths: list[Path], out: Path,
-                onnx_path: Path | None, keep_f32: str | None = None) -> ExportResult:
+                onnx_path: Path | None, keep_f32: str | None = None,
+                openvino_fp16_weights: bool = False) -> ExportResult:
     if name == "onnx":
         from .onnx import torch2onnx
 
@@ -102,7 +106,7 @@ def _export_one(name: str, model, program, metadata: dict[str, Any], paths: list
     elif name == "openvino":
         from .openvino import torch2openvino
 
-        torch2openvino(program, paths[0], metadata, keep_f32=keep_f32)
+        torch2openvino(program, paths[0], metadata, compress_to_fp16=openvino_fp16_weights, keep_f32=keep_f32)
     elif name == "coreml":
         from .coreml import torch2coreml
 

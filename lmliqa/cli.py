@@ -85,7 +85,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from lmliqa.export import export_checkpoint
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose, keep_f32=args.keep_f32)
+    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose, keep_f32=args.keep_f32,
+                                openvino_fp16_weights=args.openvino_fp16_weights)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
@@ -255,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layers an OpenVINO IR keeps in f32 when it runs bf16/f16: float-scope categories "
                          "(stem, first_stage, head, decoder, tokens, layernorm, ...), 'default' = stem,first_stage, "
                          "or 'none'")
+    ex.add_argument("--openvino-fp16-weights", action="store_true",
+                    help="store the OpenVINO IR's weights in fp16 (half the size, decompressed to f32 at load)")
     ex.set_defaults(func=_cmd_export)
 
     sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")

@@ -37,6 +37,8 @@ def gate(row: dict[str, Any]) -> tuple[bool, str]:
         ok = row["srcc_vs_torch"] >= INT8_GATE["srcc_vs_torch"] and row["mean_abs"] <= INT8_GATE["mean_abs"]
         return ok, f"SRCC >= {INT8_GATE['srcc_vs_torch']}, mean <= {INT8_GATE['mean_abs']}"
     tol = TOLERANCE.get(row["precision"], 0.5)
+    if row.get("weights") == "fp16":      # f32 compute on fp16 weights is a reduced-precision artifact
+        tol = max(tol, TOLERANCE["fp16"])
     return row["max_abs"] <= tol, f"max <= {tol}"
 
 
@@ -120,6 +122,8 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
                 capability.append({**row, "precision": precision or "stored", "status": f"unsupported: {exc}"})
                 continue
             row["precision"] = scorer.precision
+            if scorer.metadata.get("weights") == "fp16":
+                row["weights"] = "fp16"
             src = scorer.metadata.get("source_checkpoint_sha256")
             if src and src != ckpt_sha:
                 capability.append({**row, "status": "unsupported: exported from another checkpoint "

@@ -56,9 +56,11 @@ class OpenVinoScorer(Scorer):
             self.precision = "int8" if precision == "fp32" else f"int8+{precision}"
         # layers the artifact keeps in f32 under bf16/f16 (lmliqa export --keep-f32): reported, not hidden
         self.kept_f32 = _kept_f32(model) if precision in ("bf16", "fp16") else []
+        notes = ["fp16 weights"] if metadata.get("weights") == "fp16" else []
         if self.kept_f32:
             n, scope = len(self.kept_f32), metadata.get("reduced_precision", {}).get("keep_f32_scope")
-            self.detail = f"{n} layer{'s' if n != 1 else ''} kept f32" + (f" ({scope})" if scope else "")
+            notes.append(f"{n} layer{'s' if n != 1 else ''} kept f32" + (f" ({scope})" if scope else ""))
+        self.detail = ", ".join(notes)
         self.request = self.compiled.create_infer_request()
         self.threads = threads
 
@@ -69,5 +71,7 @@ class OpenVinoScorer(Scorer):
 def _kept_f32(model) -> list[str]:
     # the rt_info key OpenVINO gives the DisablePrecisionConversion attribute (lmliqa.export.openvino marks it);
     # read here without importing the exporter, which needs torch
+    # (OpenVINO itself marks the Converts that decompress fp16 weights: those are not layers kept f32)
     key = "DisablePrecisionConversion_0"
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if key in op.get_rt_info()]
+    return [op.get_friendly_name() for op in model.get_ordered_ops()
+            if key in op.get_rt_info() and op.get_type_name() not in ("Convert", "Constant")]
