@@ -62,7 +62,8 @@ def measure_one(path: str, backend: str, precision: str | None, batches: list[in
                      "median_ms": med * 1e3, "p95_ms": float(np.percentile(times, 95)) * 1e3,
                      "images_per_s": b / med, "crops_per_s": len(x) / med})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"precision": scorer.precision, "load_s": load_s, "preprocess_ms_per_image": pre_ms,
+    return {"precision": scorer.precision, "precision_detail": scorer.detail, "load_s": load_s,
+            "preprocess_ms_per_image": pre_ms,
             "threads": threads or os.cpu_count(), "peak_rss_mib": peak / 1024,
             "rss_before_load_mib": rss0 / 1024, "rows": rows}
 
