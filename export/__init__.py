@@ -60,7 +60,7 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Pat
                       openvino_fp16_weights: bool = False) -> list[ExportResult]:
     """Export one checkpoint to each requested format under OUT; never raises for one format's failure.
     KEEP_F32: the float scope an OpenVINO IR keeps in f32 when it runs in bf16/f16 (None: the default,
-    stem and first stage; "none": nothing). OPENVINO_FP16_WEIGHTS: store the IR's weights in fp16 (half the
+    stem and the first two stages; "none": nothing). OPENVINO_FP16_WEIGHTS: store the IR's weights in fp16 (half the
     size; they are decompressed to f32 at load, so parity treats the IR as reduced precision)."""
     from ._graph import export_program, load_for_export
 

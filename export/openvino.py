@@ -1,7 +1,7 @@
 """OpenVINO IR, converted from the torch.export program; FP32 weights unless compress_to_fp16.
 
 Reduced-precision execution (the CPU plugin's bf16, f16 on GPUs and ARM) keeps a scope of layers in f32:
-by default the stem and the first stage, where MobileNetV2 and EfficientNet-Lite0 lose most of their bf16
+by default the stem and the first two stages, where MobileNetV2 and EfficientNet-Lite0 lose most of their bf16
 accuracy (measured: README, "bf16 and the first layers"). The marks are OpenVINO's own precision attribute
 (``DisablePrecisionConversion``, which the CPU plugin honours for bf16 and ``ConvertPrecision`` for f16) in
 each kept layer's rt_info; an f32 run ignores them.
@@ -26,7 +26,8 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
                    compress_to_fp16: bool = False, keep_f32: str | None = None) -> Path:
     """Write PATH (model.xml + model.bin). The weights' precision is recorded in rt_info; the precision
     that executes is chosen at load time (lmliqa.runtimes pins INFERENCE_PRECISION_HINT). KEEP_F32 is a float
-    scope (lmliqa.quantize.scope categories, "default" = stem,first_stage, "none") kept f32 under bf16/f16."""
+    scope (lmliqa.quantize.scope categories, "default" = stem,first_stage,second_stage, "none") kept f32 under
+    bf16/f16."""
     import openvino as ov
     from lmliqa.quantize.scope import REDUCED_PRECISION_SCOPE, FloatScope
 
@@ -45,8 +46,11 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
         raise ExportError(f"cannot place the bf16 keep-f32 scope {scope}: {exc}; export with keep_f32='none'") from exc
     kept += [op.get_friendly_name() for op in model.get_ordered_ops()
              if op.get_type_name() in scope.op_types("openvino") and op.get_friendly_name() not in kept]
+    by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    skipped = [n for n in kept if _fuses_residual_add(by_name[n])]
+    kept = [n for n in kept if n not in skipped]
     weights = "fp16" if compress_to_fp16 else "fp32"
-    reduced = {"keep_f32_scope": str(scope), "keep_f32_ops": len(kept)}
+    reduced = {"keep_f32_scope": str(scope), "keep_f32_ops": len(kept), "keep_f32_skipped": skipped}
     model.set_rt_info(metadata_json(metadata, format="openvino", weights=weights, reduced_precision=reduced),
                       ["lmliqa", "metadata"])
     model.set_rt_info(metadata["model"], ["lmliqa", "model"])
@@ -59,6 +63,25 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
         check_reduced_precision(xml, path.with_suffix(".bin"), pixels)
         path.write_text(xml)
     return path
+
+
+def _fuses_residual_add(op) -> bool:
+    """True for a convolution whose output (after its bias Adds) only feeds a residual Add: the CPU plugin
+    fuses that Add into the convolution, and such a convolution kept f32 under bf16 fails at inference in
+    OpenVINO 2026.4 ("object is not initialized"), so it is left out of the keep-f32 scope."""
+    if op.get_type_name() not in ("Convolution", "GroupConvolution"):
+        return False
+    node = op
+    while True:
+        consumers = [t.get_node() for t in node.output(0).get_target_inputs()]
+        if len(consumers) != 1 or consumers[0].get_type_name() != "Add":
+            return False
+        add = consumers[0]
+        others = [i.get_source_output().get_node() for i in add.inputs()
+                  if i.get_source_output().get_node().get_friendly_name() != node.get_friendly_name()]
+        if not all(o.get_type_name() == "Constant" for o in others):
+            return True
+        node = add
 
 
 def mark_keep_f32(xml: str, names: list[str]) -> str:

@@ -254,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed formats")
     ex.add_argument("--keep-f32", default="default", metavar="SCOPE",
                     help="layers an OpenVINO IR keeps in f32 when it runs bf16/f16: float-scope categories "
-                         "(stem, first_stage, head, decoder, tokens, layernorm, ...), 'default' = stem,first_stage, "
-                         "or 'none'")
+                         "(stem, first_stage, second_stage, head, decoder, layernorm, ...), 'default' = "
+                         "stem,first_stage,second_stage, or 'none'")
     ex.add_argument("--openvino-fp16-weights", action="store_true",
                     help="store the OpenVINO IR's weights in fp16 (half the size, decompressed to f32 at load)")
     ex.set_defaults(func=_cmd_export)
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--out", required=True)
     qu.add_argument("--float-scope", default="default",
                     help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
-                         "attention_matmul, head, decoder, tokens, stem, first_stage; 'default' = "
+                         "attention_matmul, head, decoder, tokens, stem, first_stage, second_stage; 'default' = "
                          "layernorm,softmax,gelu,residual_add,head,stem; 'none'")
     qu.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
     qu.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")

@@ -33,12 +33,13 @@ MODULE_CATEGORIES: dict[str, tuple[str, ...]] = {
     "tokens": ("encoder.proj", "encoder.norm"),  # CNN presets: feature map -> tokens projection
     "stem": ("encoder.cnn.conv_stem", "encoder.cnn.bn1", "encoder.vit.patch_embed"),  # the pixel-facing conv
     "first_stage": ("encoder.cnn.blocks.0",),  # CNN presets: the first stage after the stem
+    "second_stage": ("encoder.cnn.blocks.1",),
 }
 QUANTIZABLE_ONNX = ("Conv", "MatMul", "Gemm")
 DEFAULT_SCOPE = ("layernorm", "softmax", "gelu", "residual_add", "head", "stem")
 # kept in f32 when a float artifact runs in bf16/fp16 (OpenVINO's CPU bf16): the pixel-facing layers, where
 # MobileNetV2 and EfficientNet-Lite0 lose most of their bf16 accuracy (README, "bf16 and the first layers")
-REDUCED_PRECISION_SCOPE = ("stem", "first_stage")
+REDUCED_PRECISION_SCOPE = ("stem", "first_stage", "second_stage")
 
 
 @dataclass(frozen=True)
