@@ -69,7 +69,9 @@ def _fuses_residual_add(op) -> bool:
     """True for a convolution whose output (after its bias Adds) only feeds a residual Add: the CPU plugin
     fuses that Add into the convolution, and such a convolution kept f32 under bf16 fails at inference in
     OpenVINO 2026.4 ("object is not initialized"), so it is left out of the keep-f32 scope."""
-    if op.get_type_name() not in ("Convolution", "GroupConvolution"):
+    from lmliqa.quantize.scope import OV_CONVS
+
+    if op.get_type_name() not in OV_CONVS:
         return False
     node = op
     while True:
