@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from lmliqa.runtimes.openvino import KEEP_F32_ATTRIBUTE
 
 from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, metadata_json
 
-KEEP_F32_ATTRIBUTE = "DisablePrecisionConversion"   # rt_info key DisablePrecisionConversion_0 once read
 KEEP_F32_VALUE = "dynamic:bf16,f16"                 # from any type, never to bf16 or f16
 
 

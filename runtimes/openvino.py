@@ -11,6 +11,9 @@ import numpy as np
 from .base import ArtifactError, BackendUnavailable, Scorer
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# OpenVINO's own precision attribute that `lmliqa export --keep-f32` writes on the layers kept f32 under bf16/f16;
+# in a read model's rt_info it appears as f"{KEEP_F32_ATTRIBUTE}_0"
+KEEP_F32_ATTRIBUTE = "DisablePrecisionConversion"
 
 
 class OpenVinoScorer(Scorer):
@@ -69,9 +72,7 @@ class OpenVinoScorer(Scorer):
 
 
 def _kept_f32(model) -> list[str]:
-    # the rt_info key OpenVINO gives the DisablePrecisionConversion attribute (lmliqa.export.openvino marks it);
-    # read here without importing the exporter, which needs torch
     # (OpenVINO itself marks the Converts that decompress fp16 weights: those are not layers kept f32)
-    key = "DisablePrecisionConversion_0"
+    key = f"{KEEP_F32_ATTRIBUTE}_0"
     return [op.get_friendly_name() for op in model.get_ordered_ops()
             if key in op.get_rt_info() and op.get_type_name() not in ("Convert", "Constant")]
