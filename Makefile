@@ -22,8 +22,8 @@ demo: install
 	$(PY) -m lmliqa data check synthetic
 	$(PY) -m lmliqa train --preset mobile --data synthetic --split random:0 --epochs 3 --out runs/demo-mobile
 	$(PY) -m lmliqa eval --checkpoint runs/demo-mobile/final.safetensors --data synthetic
-	$(PY) -m lmliqa export --checkpoint runs/demo-mobile/final.safetensors --formats onnx,openvino,coreml,tensorrt --out runs/demo-export
-	$(PY) -m lmliqa quantize --checkpoint runs/demo-mobile/final.safetensors --formats openvino,onnx,coreml,tensorrt --calib-images 16 --val-images 48 --out runs/demo-export
+	$(PY) -m lmliqa export --checkpoint runs/demo-mobile/final.safetensors --out runs/demo-export
+	$(PY) -m lmliqa quantize --out runs/demo-export --calib-images 16 --val-images 48
 	@# parity exits 1 when a gate fails: the demo prints the table and goes on to the speed table either way
 	-$(PY) -m lmliqa parity --checkpoint runs/demo-mobile/final.safetensors --models runs/demo-export --data synthetic --limit 60
 	$(PY) -m lmliqa bench --models runs/demo-export --checkpoint runs/demo-mobile/final.safetensors --batch 1,8 --iters 3 --min-time 1

@@ -27,19 +27,21 @@ from typing import Any
 
 import numpy as np
 
-# precisions tried per backend; a row that cannot run here is reported with the reason and skipped
-BENCH_PRECISIONS = {"torch": ("fp32",), "onnxruntime": (None,), "openvino": ("fp32", "bf16"),
-                    "coreml": (None,), "tensorrt": (None,)}
+from lmliqa.targets import Support, Target
 
 
-def measure_one(path: str, backend: str, precision: str | None, batches: list[int], threads: int | None,
+def measure_one(path: str, runtime_module: str, precision: str | None, batches: list[int], threads: int | None,
                 image: str, warmup: int, iters: int, min_time: float) -> dict[str, Any]:
-    """Runs in the child process: load, warm up, time; returns one dict per batch size."""
-    from lmliqa.runtimes import load
+    """Runs in the child process: load (with the target's runtime module, by its import path), warm up, time;
+    returns one dict per batch size."""
+    import importlib
+
+    from lmliqa.targets import Precision
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    scorer = load(path, backend=backend, precision=precision, threads=threads)
+    scorer_cls = importlib.import_module(runtime_module).SCORER
+    scorer = scorer_cls(path, precision=Precision(precision) if precision else None, device=None, threads=threads)
     load_s = time.perf_counter() - t0
     crops = scorer.contract.eval_crops(image)
     t0 = time.perf_counter()
@@ -62,19 +64,24 @@ def measure_one(path: str, backend: str, precision: str | None, batches: list[in
                      "median_ms": med * 1e3, "p95_ms": float(np.percentile(times, 95)) * 1e3,
                      "images_per_s": b / med, "crops_per_s": len(x) / med})
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"precision": scorer.precision, "precision_detail": scorer.detail, "load_s": load_s,
+    return {"precision": scorer.precision.value, "precision_detail": scorer.detail, "load_s": load_s,
             "preprocess_ms_per_image": pre_ms,
             "threads": threads or os.cpu_count(), "peak_rss_mib": peak / 1024,
             "rss_before_load_mib": rss0 / 1024, "rows": rows}
 
 
-def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, str, str | None]]:
-    from lmliqa.parity import discover
+def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, Target, str | None, str]]:
+    """(artifact, target, precision, why not) for torch eager FP32 and every artifact x precision its target can
+    execute; WHY NOT is the capability note when this machine cannot run it (then it is not timed)."""
+    from lmliqa import targets
 
-    out: list[tuple[Path, str, str | None]] = [(checkpoint, "torch", "fp32")]
-    for cand in discover(models):
-        for precision in BENCH_PRECISIONS[cand.backend]:
-            out.append((cand.path, cand.backend, precision))
+    out: list[tuple[Path, Target, str | None, str]] = [(checkpoint, targets.get("torch"), "fp32", "")]
+    for art in targets.discover(models):
+        caps = {c.precision: c for c in art.target.probe()}
+        for precision in art.target.run_precisions(art.precision):
+            cap = caps.get(precision or art.precision)
+            why = "" if cap is None or cap.support is Support.RUNS else str(cap)
+            out.append((art.path, art.target, precision.value if precision else None, why))
     return out
 
 
@@ -86,23 +93,33 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
     models, checkpoint = Path(models), Path(checkpoint)
     image = image or _default_image()
     rows, skipped = [], []
-    for path, backend, precision in candidates(models, checkpoint):
-        job = {"path": str(path), "backend": backend, "precision": precision, "batches": batches,
-               "threads": threads, "image": image, "warmup": warmup, "iters": iters, "min_time": min_time}
+    for path, target, precision, why_not in candidates(models, checkpoint):
+        if not why_not and not isinstance(target.runtime_module, str):
+            why_not = "its runtime is not an importable module"
+        if why_not:
+            skipped.append({"artifact": path.name, "target": target.name, "backend": target.runtime,
+                            "precision": precision, "reason": why_not})
+            continue
+        backend = target.runtime
+        job = {"path": str(path), "runtime_module": target.runtime_module, "precision": precision,
+               "batches": batches, "threads": threads, "image": image, "warmup": warmup, "iters": iters,
+               "min_time": min_time}
         try:
             proc = subprocess.run([sys.executable, "-m", "lmliqa.benchmarks.bench", "--child", json.dumps(job)],
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            skipped.append({"artifact": path.name, "backend": backend, "precision": precision,
+            skipped.append({"artifact": path.name, "target": target.name, "backend": backend, "precision": precision,
                             "reason": f"timed out after {timeout:.0f} s"})
             continue
         if proc.returncode != 0:
             reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["?"])[-1]
-            skipped.append({"artifact": path.name, "backend": backend, "precision": precision, "reason": reason})
+            skipped.append({"artifact": path.name, "target": target.name, "backend": backend, "precision": precision,
+                            "reason": reason})
             continue
         res = json.loads(proc.stdout.strip().splitlines()[-1])
         for r in res.pop("rows"):
-            row = {"artifact": path.name, "backend": backend, **res, **r, "model_size_mb": artifact_size_mb(path)}
+            row = {"artifact": path.name, "target": target.name, "backend": backend, **res, **r,
+                   "model_size_mb": artifact_size_mb(path)}
             rows.append(row)
             if progress:
                 progress(f"{row['artifact']:<28} {backend:<12} {row['precision']:<9} batch {r['batch']:>3}: "
@@ -110,8 +127,11 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
     for r in rows:  # the ratio to torch eager FP32 at the same batch, measured in this run
         ref = next((x for x in rows if x["backend"] == "torch" and x["batch"] == r["batch"]), None)
         r["speedup_vs_torch_fp32"] = r["images_per_s"] / ref["images_per_s"] if ref else None
-    return {"models": str(models), "checkpoint": str(checkpoint), "image": image, "batches": batches,
-            "threads": threads or os.cpu_count(), "cpu": _cpu_name(), "rows": rows, "skipped": skipped}
+    from lmliqa.provenance import cpu_name, provenance
+
+    return {"provenance": provenance(), "models": str(models), "checkpoint": str(checkpoint), "image": image,
+            "batches": batches, "threads": threads or os.cpu_count(), "cpu": cpu_name(), "rows": rows,
+            "skipped": skipped}
 
 
 def _default_image() -> str:
@@ -119,18 +139,6 @@ def _default_image() -> str:
 
     photos = _wheel_photos()
     return str(photos.get("chelsea") or sorted(photos.values())[0])
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -151,8 +159,8 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _child(job: dict[str, Any]) -> None:
-    res = measure_one(job["path"], job["backend"], job["precision"], job["batches"], job["threads"], job["image"],
-                      job["warmup"], job["iters"], job["min_time"])
+    res = measure_one(job["path"], job["runtime_module"], job["precision"], job["batches"], job["threads"],
+                      job["image"], job["warmup"], job["iters"], job["min_time"])
     print(json.dumps(res))
 
 

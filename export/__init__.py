@@ -1,130 +1,137 @@
-"""lmliqa.export: one checkpoint -> ONNX, OpenVINO, Core ML and TensorRT artifacts.
+"""lmliqa.export: one checkpoint -> an artifact for each chosen deployment target (lmliqa.targets).
 
-One declarative table (FORMATS) drives the CLI, the exporter and the docs; one pure function per format
-lives in its own module. Every format starts from the same torch.export program of the inference network
-(pixels in, one score per crop out, dynamic batch) and carries the same metadata: the preprocessing
-contract, model and backbone, label scale and direction, lmliqa version, the source checkpoint's sha256
-and the export tools' versions.
+Every target starts from the same torch.export program of the inference network (pixels in, one score per
+crop out, dynamic batch), saved beside the artifacts as ``M.pt2`` (quantization starts from it and from the
+FP32 parents), and every artifact carries the same metadata: the preprocessing contract, model and backbone,
+the network's float-scope regions, label scale and direction, lmliqa version, the source checkpoint's sha256
+and the tools' versions. A target's own code lives in ``export/<target>.py`` (``export(ctx, **options)``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import traceback
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ._graph import ExportError
+from lmliqa import targets as registry
+from lmliqa.targets import Stage, Target
+
+from ._graph import PROGRAM_SUFFIX, ExportError
 
 
-@dataclass(frozen=True)
-class Format:
-    name: str
-    artifacts: tuple[str, ...]     # file names, {m} = the model's preset name
-    requires: tuple[str, ...]      # import names needed to export
-    runtime: str                   # lmliqa.runtimes backend that runs it
-    precisions: tuple[str, ...]
-    description: str
+class Status(str, Enum):
+    OK = "ok"
+    PARTIAL = "partial"            # some files written, the rest needs what this machine lacks
+    UNAVAILABLE = "unavailable"    # the target's tools are not installed here
+    FAILED = "failed"
 
-
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", ("{m}.onnx",), ("onnx", "onnxscript"), "onnxruntime", ("fp32",),
-           "ONNX opset 18, one file, dynamic batch"),
-    Format("openvino", ("{m}_openvino/{m}.xml",), ("openvino",), "openvino", ("fp32", "bf16", "fp16"),
-           "OpenVINO IR with FP32 weights (fp16 on request)"),
-    Format("coreml", ("{m}_fp32.mlpackage", "{m}_fp16.mlpackage"), ("coremltools",), "coreml", ("fp32", "fp16"),
-           "Core ML mlprogram, FP32 and FP16 compute"),
-    Format("tensorrt", ("{m}_fp16.onnx", "{m}_fp16.plan"), ("onnx", "onnxconverter_common"), "tensorrt",
-           ("fp16",), "strongly typed TensorRT engine from an FP16 ONNX (LayerNorm/softmax FP32) + sidecar JSON"),
-)}
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
 class ExportResult:
-    format: str
-    status: str                    # ok | failed: reason | unavailable here: reason
+    target: str
+    status: Status
+    reason: str = ""
     paths: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is Status.OK
+
+    @property
+    def format(self) -> str:      # the CLI's word for a target
+        return self.target
+
+    def line(self) -> str:
+        return f"{self.target:<10} {self.status}" + (f": {self.reason}" if self.reason else "") + \
+            (f"  -> {', '.join(self.paths)}" if self.paths else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "status": self.status.value, "reason": self.reason, "paths": self.paths}
 
 
-def _missing(mods: tuple[str, ...]) -> list[str]:
-    return [m for m in mods if importlib.util.find_spec(m) is None]
+class PartialExport(Exception):
+    """Raised by a target that wrote some of its files but cannot finish here (e.g. no TensorRT to build the
+    engine): the written files are kept and reported."""
+
+    def __init__(self, reason: str, paths: list[Path]) -> None:
+        super().__init__(reason)
+        self.paths = paths
 
 
-def export_checkpoint(checkpoint: str | Path, formats: list[str], out: str | Path,
-                      verbose: bool = False, keep_f32: str | None = None,
-                      openvino_fp16_weights: bool = False) -> list[ExportResult]:
-    """Export one checkpoint to each requested format under OUT; never raises for one format's failure.
-    KEEP_F32: the float scope an OpenVINO IR keeps in f32 when it runs in bf16/f16 (None: the default,
-    stem and the first two stages; "none": nothing). OPENVINO_FP16_WEIGHTS: store the IR's weights in fp16 (half the
-    size; they are decompressed to f32 at load, so parity treats the IR as reduced precision)."""
-    from ._graph import export_program, load_for_export
+@dataclass
+class ExportContext:
+    """What a target's exporter gets: the program, the metadata, the output folder, and what earlier targets of
+    this run produced (the TensorRT target reuses the ONNX file)."""
 
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown format(s) {unknown}; choose from {sorted(FORMATS)}")
+    program: Any                       # torch.export.ExportedProgram
+    metadata: dict[str, Any]
+    out: Path
+    produced: dict[str, list[Path]] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata["model"]
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.metadata["contract"]["crop_size"])
+
+    @property
+    def n_crops(self) -> int:
+        from lmliqa.contract import PreprocessContract
+
+        return PreprocessContract.from_dict(self.metadata["contract"]).n_eval_crops
+
+    def path(self, name: str) -> Path:
+        """OUT / NAME with {m} = the model's preset name."""
+        return self.out / name.format(m=self.model_name)
+
+
+def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target], out: str | Path,
+                      verbose: bool = False, **options: Any) -> list[ExportResult]:
+    """Export one checkpoint for each target under OUT; one target failing never stops the others. OPTIONS:
+    target-specific export options (lmliqa.targets.Option names, e.g. keep_f32='none'); an option that belongs
+    to none of the chosen targets is an error."""
+    from ._graph import export_program, load_for_export, save_program
+
+    chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
+    bad = [t.name for t in chosen if t.export_module is None]
+    if bad:
+        raise ValueError(f"{bad} cannot be exported; choose from {registry.names(Stage.EXPORT)}")
+    per_target = registry.check_options(chosen, Stage.EXPORT, options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, metadata = load_for_export(checkpoint)
     program = export_program(model)
-    m = metadata["model"]
-    results = []
-    onnx_path: Path | None = None
-    for name in formats:
-        fmt = FORMATS[name]
-        paths = [out / a.format(m=m) for a in fmt.artifacts]
-        missing = _missing(fmt.requires)
-        if missing:
-            results.append(ExportResult(name, f"unavailable here: {', '.join(missing)} not installed "
-                                              "(pip install 'lmliqa[export]')"))
-            continue
-        try:
-            results.append(_export_one(name, model, program, metadata, paths, out, onnx_path, keep_f32,
-                                       openvino_fp16_weights))
-            if name == "onnx":
-                onnx_path = paths[0]
-        except ImportError as exc:
-            results.append(ExportResult(name, f"unavailable here: {exc}", [str(p) for p in paths if p.exists()]))
-        except Exception as exc:  # one format failing must not stop the others
-            if verbose:
-                traceback.print_exc()
-            results.append(ExportResult(name, f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:400]))
-    return results
+    save_program(program, out / f"{metadata['model']}{PROGRAM_SUFFIX}", metadata)
+    ctx = ExportContext(program, metadata, out)
+    return [export_target(t, ctx, per_target[t.name], verbose) for t in chosen]
 
 
-def _export_one(name: str, model, program, metadata: dict[str, Any], paths: list[Path], out: Path,
-                onnx_path: Path | None, keep_f32: str | None = None,
-                openvino_fp16_weights: bool = False) -> ExportResult:
-    if name == "onnx":
-        from .onnx import torch2onnx
-
-        torch2onnx(model, program, paths[0], metadata)
-    elif name == "openvino":
-        from .openvino import torch2openvino
-
-        torch2openvino(program, paths[0], metadata, compress_to_fp16=openvino_fp16_weights, keep_f32=keep_f32)
-    elif name == "coreml":
-        from .coreml import torch2coreml
-
-        for path, precision in zip(paths, ("fp32", "fp16")):
-            torch2coreml(program, path, metadata, precision)
-    elif name == "tensorrt":
-        from .onnx import torch2onnx
-        from .tensorrt import onnx2engine, onnx_to_fp16
-
-        if onnx_path is None:
-            onnx_path = torch2onnx(model, program, out / f"{metadata['model']}.onnx", metadata)
-        fp16 = onnx_to_fp16(onnx_path, paths[0], metadata)
-        try:
-            onnx2engine(fp16, paths[1], metadata)
-        except ImportError as exc:
-            raise ImportError(f"{exc}; wrote {fp16.name}: build the engine on the target GPU with "
-                              f"`lmliqa export --formats tensorrt` there") from exc
-    return ExportResult(name, "ok", [str(p) for p in paths])
+def export_target(target: Target, ctx: ExportContext, options: dict[str, Any], verbose: bool = False) -> ExportResult:
+    missing = target.missing(Stage.EXPORT)
+    if missing:
+        return ExportResult(target.name, Status.UNAVAILABLE, f"{', '.join(missing)} not installed "
+                                                             f"({target.requires_hint()})")
+    try:
+        paths = target.stage(Stage.EXPORT).export(ctx, **options)
+    except PartialExport as exc:
+        ctx.produced[target.name] = list(exc.paths)
+        return ExportResult(target.name, Status.PARTIAL, str(exc), [str(p) for p in exc.paths])
+    except ImportError as exc:
+        return ExportResult(target.name, Status.UNAVAILABLE, str(exc))
+    except Exception as exc:  # one target failing must not stop the others
+        if verbose:
+            traceback.print_exc()
+        return ExportResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
+    ctx.produced[target.name] = list(paths)
+    return ExportResult(target.name, Status.OK, "", [str(p) for p in paths])
 
 
-__all__ = ["FORMATS", "Format", "ExportError", "ExportResult", "export_checkpoint"]
+__all__ = ["ExportContext", "ExportError", "ExportResult", "PartialExport", "Status", "export_checkpoint",
+           "export_target"]

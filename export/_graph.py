@@ -1,9 +1,8 @@
-"""The single export source: a torch.export program of the inference network, and the metadata every
-artifact carries."""
+"""The single export source: a torch.export program of the inference network, the metadata every artifact
+carries, and what both export and quantize need to read in that program (module paths of its nodes)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,14 @@ from lmliqa import __version__
 from lmliqa.models.checkpoint import load_checkpoint
 from lmliqa.models.network import QualityNet
 from lmliqa.models.weights import sha256_file
+from lmliqa.scope import FloatScope, ScopeError, under
+from lmliqa.targets import tool_versions
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "score"
 MAX_BATCH = 256
 EXAMPLE_BATCH = 2  # >= 2: with 1, torch.export specialises the batch dimension to 1
+PROGRAM_SUFFIX = ".pt2"
 
 
 class ExportError(RuntimeError):
@@ -38,6 +40,8 @@ def artifact_metadata(model: QualityNet, ckpt_meta: dict[str, Any], checkpoint: 
         "lmliqa_version": __version__,
         "model": cfg.name,
         "backbone": cfg.backbone,
+        "encoder_kind": model.encoder.kind,
+        "regions": {k: list(v) for k, v in model.regions.items()},
         "contract": cfg.contract.to_dict(),
         "score": cfg.score.to_dict(),
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, cfg.contract.crop_size, cfg.contract.crop_size],
@@ -50,29 +54,85 @@ def artifact_metadata(model: QualityNet, ckpt_meta: dict[str, Any], checkpoint: 
     }
 
 
-def tool_versions() -> dict[str, str]:
-    out = {}
-    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "openvino", "coremltools", "tensorrt", "nncf"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def example_input(model: QualityNet, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
-    s = model.config.contract.crop_size
-    return torch.rand(batch, 3, s, s, generator=torch.Generator().manual_seed(0)) * 255
+def example_input(crop_size: int, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
+    return torch.rand(batch, 3, crop_size, crop_size, generator=torch.Generator().manual_seed(0)) * 255
 
 
 def export_program(model: QualityNet) -> torch.export.ExportedProgram:
     """torch.export of pixels (batch, 3, s, s) -> scores (batch,), batch dynamic in [1, MAX_BATCH]."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     try:
-        return torch.export.export(model, (example_input(model),), dynamic_shapes=({0: batch},), strict=False)
+        return torch.export.export(model, (example_input(model.config.contract.crop_size),),
+                                   dynamic_shapes=({0: batch},), strict=False)
     except Exception as exc:
         raise ExportError(f"torch.export failed for {model.config.name}: {exc}") from exc
 
 
+def static_program(program: torch.export.ExportedProgram, batch: int
+                   ) -> tuple[torch.export.ExportedProgram, torch.Tensor]:
+    """The program re-exported for a fixed batch (for the converters that cannot take a dynamic batch), with an
+    example input of that batch. Same graph, same weights."""
+    x = example_input(_crop_size(program), batch)
+    return torch.export.export(program.module(), (x,), strict=False), x
+
+
+def _crop_size(program: torch.export.ExportedProgram) -> int:
+    user_inputs = [n for n in program.graph.nodes if n.op == "placeholder"
+                   and n.name in program.graph_signature.user_inputs]
+    return int(user_inputs[0].meta["val"].shape[-1])
+
+
+def save_program(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any]) -> Path:
+    """The program every artifact is converted from, with the lmliqa metadata: quantization starts here and from
+    the FP32 parents, never from a second checkpoint load or torch.export."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(path), extra_files={"lmliqa.json": metadata_json(metadata, format="program",
+                                                                                     precision="fp32")})
+    return path
+
+
+def load_program(path: Path) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+    extra = {"lmliqa.json": ""}
+    program = torch.export.load(str(path), extra_files=extra)
+    if not extra["lmliqa.json"]:
+        raise ExportError(f"{path}: a torch.export program without lmliqa metadata")
+    return program, json.loads(extra["lmliqa.json"])
+
+
 def metadata_json(metadata: dict[str, Any], **extra: Any) -> str:
     return json.dumps({**metadata, **extra}, sort_keys=True)
+
+
+# ------------------------------------------------------------------ module paths in the program
+def module_path(node: torch.fx.Node) -> str | None:
+    """The module path of the module that called NODE's op ('' = the root module), None without that record."""
+    stack = node.meta.get("nn_module_stack")
+    if stack is None:
+        return None
+    paths = [v[0] for v in stack.values()]
+    return _clean(paths[-1]) if paths else ""
+
+
+def _clean(path: str) -> str:
+    # torch.export module paths look like "L__self___head" or "head" depending on the version
+    return path.replace("L__self___", "").replace("L['self'].", "")
+
+
+def nodes_under(program: torch.export.ExportedProgram | torch.fx.GraphModule, prefixes: tuple[str, ...]) -> set[str]:
+    """Names of the program's op nodes whose module path is under PREFIXES."""
+    graph = program.graph
+    return {n.name for n in graph.nodes if n.op == "call_function" and (p := module_path(n)) is not None
+            and under(p, prefixes)}
+
+
+def scope_prefixes(scope: FloatScope, metadata: dict[str, Any], program=None) -> tuple[str, ...]:
+    """The module prefixes of SCOPE's regions in the network the metadata describes; with PROGRAM, a region that
+    matches no node of it is an error too (not a silent no-op)."""
+    regions = {k: tuple(v) for k, v in metadata["regions"].items()}
+    prefixes = scope.module_prefixes(regions)
+    if program is not None:
+        for cat, pre in scope.regions_of(regions).items():
+            if not nodes_under(program, pre):
+                raise ScopeError(f"float-scope region {cat!r} ({', '.join(p or '<root>' for p in pre)}) matches no "
+                                 f"op of the {metadata['model']} program")
+    return prefixes

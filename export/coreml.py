@@ -17,6 +17,11 @@ from lmliqa import __version__
 from ._graph import INPUT_NAME, MAX_BATCH, OUTPUT_NAME, ExportError, metadata_json
 
 
+def export(ctx) -> list[Path]:
+    """The lmliqa.targets stage: M_fp32.mlpackage and M_fp16.mlpackage (FP32 and FP16 compute)."""
+    return [torch2coreml(ctx.program, ctx.path(f"{{m}}_{p}.mlpackage"), ctx.metadata, p) for p in ("fp32", "fp16")]
+
+
 def torch2coreml(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any],
                  precision: str = "fp32") -> Path:
     from lmliqa._quiet import quiet_imports

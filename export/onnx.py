@@ -12,14 +12,19 @@ from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, example_input, metadat
 OPSET = 18
 
 
-def torch2onnx(model: torch.nn.Module, program: torch.export.ExportedProgram, path: Path,
-               metadata: dict[str, Any]) -> Path:
+def export(ctx) -> list[Path]:
+    """The lmliqa.targets stage: M.onnx (FP32)."""
+    return [torch2onnx(ctx.program, ctx.path("{m}.onnx"), ctx.metadata)]
+
+
+def torch2onnx(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any]) -> Path:
     import onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.onnx.export(program, (example_input(model),), str(path), dynamo=True, external_data=False,
-                          opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False)
+        torch.onnx.export(program, (example_input(int(metadata["contract"]["crop_size"])),), str(path), dynamo=True,
+                          external_data=False, opset_version=OPSET, input_names=[INPUT_NAME],
+                          output_names=[OUTPUT_NAME], verbose=False)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {exc}") from exc
     proto = onnx.load(str(path))

@@ -1,10 +1,13 @@
-"""OpenVINO IR, converted from the torch.export program; FP32 weights unless compress_to_fp16.
+"""OpenVINO IR, converted from the torch.export program; FP32 weights unless fp16 weights are asked for.
 
 Reduced-precision execution (the CPU plugin's bf16, f16 on GPUs and ARM) keeps a scope of layers in f32:
-by default the stem and the first two stages, where MobileNetV2 and EfficientNet-Lite0 lose most of their bf16
-accuracy (measured: README, "bf16 and the first layers"). The marks are OpenVINO's own precision attribute
-(``DisablePrecisionConversion``, which the CPU plugin honours for bf16 and ``ConvertPrecision`` for f16) in
-each kept layer's rt_info; an f32 run ignores them.
+by default the network's pixel-facing layers (for CNNs the stem and the first two stages), where MobileNetV2 and
+EfficientNet-Lite0 lose most of their bf16 accuracy (measured: README, "bf16 and the first layers"). The marks
+are OpenVINO's own precision attribute (``DisablePrecisionConversion``, which the CPU plugin honours for bf16
+and ``ConvertPrecision`` for f16) in each kept layer's rt_info; an f32 run ignores them.
+
+This file also translates a float scope into OpenVINO op names (``openvino_ops``), for the keep-f32 marks here
+and for NNCF's ignored scope in quantize/openvino.py.
 """
 
 from __future__ import annotations
@@ -17,19 +20,26 @@ import numpy as np
 import torch
 from lmliqa.runtimes.openvino import KEEP_F32_ATTRIBUTE
 
-from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, metadata_json
+from lmliqa.scope import REDUCED_PRECISION_SCOPE, FloatScope
+
+from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, metadata_json, nodes_under, scope_prefixes
 
 KEEP_F32_VALUE = "dynamic:bf16,f16"                 # from any type, never to bf16 or f16
+OV_CONVS = ("Convolution", "GroupConvolution")
+
+
+def export(ctx, keep_f32: str | None = None, openvino_fp16_weights: bool = False) -> list[Path]:
+    """The lmliqa.targets stage: M_openvino/M.xml (+ .bin)."""
+    return [torch2openvino(ctx.program, ctx.path("{m}_openvino/{m}.xml"), ctx.metadata,
+                           compress_to_fp16=openvino_fp16_weights, keep_f32=keep_f32)]
 
 
 def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any],
                    compress_to_fp16: bool = False, keep_f32: str | None = None) -> Path:
     """Write PATH (model.xml + model.bin). The weights' precision is recorded in rt_info; the precision
     that executes is chosen at load time (lmliqa.runtimes pins INFERENCE_PRECISION_HINT). KEEP_F32 is a float
-    scope (lmliqa.quantize.scope categories, "default" = stem,first_stage,second_stage, "none") kept f32 under
-    bf16/f16."""
+    scope (lmliqa.scope categories; None/"default" = the network's default, "none") kept f32 under bf16/f16."""
     import openvino as ov
-    from lmliqa.quantize.scope import REDUCED_PRECISION_SCOPE, FloatScope
 
     try:
         model = ov.convert_model(program)
@@ -39,20 +49,18 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     if not model.inputs[0].get_partial_shape()[0].is_dynamic:
         raise ExportError("OpenVINO model has a static batch dimension")
-    scope = FloatScope.parse(keep_f32, default=REDUCED_PRECISION_SCOPE)
+    scope = FloatScope.parse(keep_f32, default=REDUCED_PRECISION_SCOPE[metadata["encoder_kind"]])
     try:
-        kept = scope.openvino_ops(model, program)
+        kept = openvino_ops(scope, model, program, metadata)
     except ValueError as exc:
-        raise ExportError(f"cannot place the bf16 keep-f32 scope {scope}: {exc}; export with keep_f32='none'") from exc
-    kept += [op.get_friendly_name() for op in model.get_ordered_ops()
-             if op.get_type_name() in scope.op_types("openvino") and op.get_friendly_name() not in kept]
+        raise ExportError(f"cannot place the bf16 keep-f32 scope {scope}: {exc}") from exc
     by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
     skipped = [n for n in kept if _fuses_residual_add(by_name[n])]
     kept = [n for n in kept if n not in skipped]
     weights = "fp16" if compress_to_fp16 else "fp32"
     reduced = {"keep_f32_scope": str(scope), "keep_f32_ops": len(kept), "keep_f32_skipped": skipped}
-    model.set_rt_info(metadata_json(metadata, format="openvino", weights=weights, reduced_precision=reduced),
-                      ["lmliqa", "metadata"])
+    model.set_rt_info(metadata_json(metadata, format="openvino", precision="fp32", weights=weights,
+                                    reduced_precision=reduced), ["lmliqa", "metadata"])
     model.set_rt_info(metadata["model"], ["lmliqa", "model"])
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(path), compress_to_fp16=compress_to_fp16)
@@ -65,12 +73,46 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
     return path
 
 
+def openvino_ops(scope: FloatScope, ov_model, program, metadata: dict[str, Any]) -> list[str]:
+    """Friendly names of the OpenVINO ops (of a model converted from PROGRAM) that SCOPE keeps in float: the ops of
+    its op types and every op from a module under its regions. Most ops keep their aten node's name as the first
+    part of their friendly name; a convolution with a folded BatchNorm is renamed after the Multiply it absorbed,
+    so convolutions are matched to the program's convolutions by order (both are topological) and checked by
+    weight shape."""
+    types = set(scope.op_types("openvino"))
+    names = [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() in types]
+    aten = nodes_under(program, scope_prefixes(scope, metadata, program))
+    if not aten:
+        return names
+    names += [op.get_friendly_name() for op in ov_model.get_ordered_ops()
+              if op.get_friendly_name().split("/", 1)[0] in aten and op.get_type_name() != "Constant"
+              and op.get_friendly_name() not in names]
+    ov_convs = [op for op in ov_model.get_ordered_ops() if op.get_type_name() in OV_CONVS]
+    pt_convs = [n for n in program.graph.nodes if n.op == "call_function" and str(n.target).startswith(
+        ("aten.conv2d", "aten.convolution", "aten._convolution"))]
+    if len(ov_convs) != len(pt_convs):
+        raise ValueError(f"cannot match convolutions: {len(ov_convs)} in OpenVINO, {len(pt_convs)} in torch.export")
+    for op, node in zip(ov_convs, pt_convs):
+        if _ov_conv_weight_shape(op) != tuple(node.args[1].meta["val"].shape):
+            raise ValueError(f"cannot match convolutions: {op.get_friendly_name()} has weights "
+                             f"{_ov_conv_weight_shape(op)}, torch {node.name} {tuple(node.args[1].meta['val'].shape)}")
+        if node.name in aten and op.get_friendly_name() not in names:
+            names.append(op.get_friendly_name())
+    return names
+
+
+def _ov_conv_weight_shape(op) -> tuple[int, ...]:
+    """OpenVINO conv weights as torch lays them out: (out, in / groups, kh, kw)."""
+    w = tuple(int(d) for d in op.input(1).get_partial_shape().to_shape())
+    if op.get_type_name() == "GroupConvolution":    # (groups, out / groups, in / groups, kh, kw)
+        return (w[0] * w[1],) + w[2:]
+    return w
+
+
 def _fuses_residual_add(op) -> bool:
     """True for a convolution whose output (after its bias Adds) only feeds a residual Add: the CPU plugin
     fuses that Add into the convolution, and such a convolution kept f32 under bf16 fails at inference in
     OpenVINO 2026.4 ("object is not initialized"), so it is left out of the keep-f32 scope."""
-    from lmliqa.quantize.scope import OV_CONVS
-
     if op.get_type_name() not in OV_CONVS:
         return False
     node = op

@@ -19,6 +19,24 @@ from ._graph import INPUT_NAME, MAX_BATCH, ExportError, metadata_json
 FP32_OPS = ["LayerNormalization", "Softmax", "ReduceMean", "ReduceSum", "Pow", "Sqrt", "Erf"]
 
 
+def export(ctx) -> list[Path]:
+    """The lmliqa.targets stage: M_fp16.onnx, then M_fp16.plan (+ .plan.json) where TensorRT is importable; without
+    TensorRT the FP16 ONNX is kept and the export is partial (build the engine on the target GPU)."""
+    from . import PartialExport
+    from .onnx import torch2onnx
+
+    onnx_path = next((p for p in ctx.produced.get("onnx", []) if p.suffix == ".onnx"), None)
+    if onnx_path is None:
+        onnx_path = torch2onnx(ctx.program, ctx.path("{m}.onnx"), ctx.metadata)
+    fp16 = onnx_to_fp16(onnx_path, ctx.path("{m}_fp16.onnx"), ctx.metadata)
+    try:
+        plan = onnx2engine(fp16, ctx.path("{m}_fp16.plan"), ctx.metadata, precision="fp16")
+    except ImportError as exc:
+        raise PartialExport(f"wrote {fp16.name}; engine not built: {exc}; build it on the target GPU with "
+                            "`lmliqa export --formats tensorrt` there", [fp16]) from exc
+    return [fp16, plan]
+
+
 def onnx_to_fp16(src: Path, dst: Path, metadata: dict[str, Any]) -> Path:
     """FP16 weights and activations, FP32 input/output and FP32 islands for FP32_OPS."""
     import warnings
@@ -37,8 +55,9 @@ def onnx_to_fp16(src: Path, dst: Path, metadata: dict[str, Any]) -> Path:
     return dst
 
 
-def onnx2engine(onnx_path: Path, plan: Path, metadata: dict[str, Any], opt_batch: int = 8,
+def onnx2engine(onnx_path: Path, plan: Path, metadata: dict[str, Any], precision: str, opt_batch: int = 8,
                 workspace_gib: float = 4.0) -> Path:
+    """A strongly typed engine from ONNX_PATH, whose own casts (FP16) or Q/DQ (INT8) set PRECISION."""
     try:
         import tensorrt as trt
     except Exception as exc:  # the PyPI stub raises at import when its libraries cannot be fetched
@@ -61,20 +80,11 @@ def onnx2engine(onnx_path: Path, plan: Path, metadata: dict[str, Any], opt_batch
     if serialized is None:
         raise ExportError("TensorRT build_serialized_network returned None (see the TensorRT log above)")
     plan.write_bytes(bytes(serialized))
-    sidecar = json.loads(metadata_json(metadata, format="tensorrt", precision=_precision_of(onnx_path)))
+    sidecar = json.loads(metadata_json(metadata, format="tensorrt", precision=precision))
     sidecar["tensorrt"] = {"version": trt.__version__, "gpu": _gpu_name(), "compute_capability": _gpu_arch(),
                            "profile": {"min": 1, "opt": opt_batch, "max": MAX_BATCH}, "strongly_typed": True}
     plan.with_suffix(plan.suffix + ".json").write_text(json.dumps(sidecar, indent=2))
     return plan
-
-
-def _precision_of(onnx_path: Path) -> str:
-    import onnx
-
-    ops = {n.op_type for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
-    if "QuantizeLinear" in ops:
-        return "int8"
-    return "fp16" if "fp16" in onnx_path.stem else "fp32"
 
 
 def _gpu_name() -> str | None:

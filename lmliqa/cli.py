@@ -81,18 +81,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from lmliqa.export import export_checkpoint
+def _target_options(args: argparse.Namespace, stage) -> dict:
+    from . import targets
 
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    results = export_checkpoint(args.checkpoint, formats, args.out, verbose=args.verbose, keep_f32=args.keep_f32,
-                                openvino_fp16_weights=args.openvino_fp16_weights)
+    names = {o.name for t in targets.targets(stage) for o in t.options_for(stage)}
+    return {n: getattr(args, n) for n in names}
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lmliqa.export import Status, export_checkpoint
+
+    from . import targets
+
+    chosen = targets.parse_targets(args.formats, targets.Stage.EXPORT)
+    results = export_checkpoint(args.checkpoint, chosen, args.out, verbose=args.verbose,
+                                **_target_options(args, targets.Stage.EXPORT))
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in results:
-            print(f"{r.format:<9} {r.status}" + (f"  -> {', '.join(r.paths)}" if r.ok else ""))
-    return 0 if all(r.ok or r.status.startswith("unavailable") for r in results) else 1
+            print(r.line())
+    return 1 if any(r.status is Status.FAILED for r in results) else 0
 
 
 def _expand_inputs(inputs: list[str]) -> list[str]:
@@ -117,7 +126,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     from lmliqa.runtimes import load
 
-    scorer = load(args.model, backend=args.backend, precision=args.precision, threads=args.threads)
+    scorer = load(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
+                  device=args.device)
     images = _expand_inputs(args.inputs)
     if not images:
         print("lmliqa: error: no images matched", file=sys.stderr)
@@ -152,23 +162,25 @@ def _cmd_parity(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .quantize import QuantResult, quantize_checkpoint, status_line
+    from lmliqa.export import Status
 
-    report = quantize_checkpoint(args.checkpoint, args.calib, [f.strip() for f in args.formats.split(",") if f.strip()],
-                                 args.out, scope=args.float_scope, n_calib=args.calib_images, n_val=args.val_images,
-                                 max_drop=args.max_drop, onnx_tool=args.onnx_tool,
-                                 smooth_quant_alpha=args.smooth_quant_alpha,
-                                 fast_bias_correction=args.fast_bias_correction, verbose=args.verbose)
+    from . import targets
+    from .quantize import QuantResult, quantize_models
+
+    chosen = targets.parse_targets(args.formats, targets.Stage.QUANTIZE)
+    report = quantize_models(args.out, chosen, calib=args.calib, checkpoint=args.checkpoint, scope=args.float_scope,
+                             n_calib=args.calib_images, n_val=args.val_images, verbose=args.verbose,
+                             **_target_options(args, targets.Stage.QUANTIZE))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
         cal = report["calibration"]
         print(f"calibration: {cal['n_images']} images / {cal['n_crops']} crops of {cal['spec']} "
-              f"(sha256 {cal['sha256'][:12]}...), float scope: {','.join(report['scope']) or 'none'}")
+              f"(sha256 {cal['sha256'][:12]}...), float scope: {','.join(report['scope']) or 'none'}; validation: "
+              f"{report['validation']['n_images']} other images against the torch program")
         for r in report["results"]:
-            print(status_line(QuantResult(**r)))
-    return 0 if all(r["status"] == "ok" or r["status"].startswith(("partial", "unavailable"))
-                    for r in report["results"]) else 1
+            print(QuantResult(r["target"], Status(r["status"]), r["reason"], r["paths"], r["details"]).line())
+    return 1 if any(r["status"] == Status.FAILED.value for r in report["results"]) else 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -186,7 +198,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_target_options(parser: argparse.ArgumentParser, stage) -> None:
+    """One flag per target option of STAGE (lmliqa.targets), its help naming the targets it applies to."""
+    from . import targets
+
+    seen: dict[str, list[str]] = {}
+    options = {}
+    for t in targets.targets(stage):
+        for o in t.options_for(stage):
+            seen.setdefault(o.name, []).append(t.name)
+            options.setdefault(o.name, o)
+    group = parser.add_argument_group("target options (an option for a target not chosen is an error)")
+    for name, o in options.items():
+        help_ = f"[{', '.join(seen[name])}] {o.help}"
+        if o.is_flag:
+            group.add_argument(o.flag, dest=name, action="store_true", help=help_)
+        else:
+            group.add_argument(o.flag, dest=name, type=o.type, choices=o.choices, default=None,
+                               help=help_ + (f" (default {o.default})" if o.default is not None else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import targets
+
     p = argparse.ArgumentParser(prog="lmliqa", description="LML-IQA: train, export and run no-reference "
                                 "image quality models.")
     p.add_argument("--version", action="version", version=f"lmliqa {__version__}")
@@ -246,26 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=_cmd_eval)
 
-    ex = sub.add_parser("export", help="checkpoint -> ONNX / OpenVINO / Core ML / TensorRT")
+    exportable = targets.names(targets.Stage.EXPORT)
+    ex = sub.add_parser("export", help=f"checkpoint -> {', '.join(exportable)}",
+                        description="Writes the program (M.pt2) and each target's artifacts to --out. Exit status 1 "
+                                    "when a target fails; a target whose tools are missing here is reported.")
     ex.add_argument("--checkpoint", required=True)
-    ex.add_argument("--formats", default="onnx,openvino,coreml,tensorrt")
+    ex.add_argument("--formats", default=",".join(exportable), help=f"targets (default: all: {','.join(exportable)})")
     ex.add_argument("--out", required=True)
     ex.add_argument("--json", action="store_true")
-    ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed formats")
-    ex.add_argument("--keep-f32", default="default", metavar="SCOPE",
-                    help="layers an OpenVINO IR keeps in f32 when it runs bf16/f16: float-scope categories "
-                         "(stem, first_stage, second_stage, head, decoder, layernorm, ...), 'default' = "
-                         "stem,first_stage,second_stage, or 'none'")
-    ex.add_argument("--openvino-fp16-weights", action="store_true",
-                    help="store the OpenVINO IR's weights in fp16 (half the size, decompressed to f32 at load)")
+    ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed targets")
+    _add_target_options(ex, targets.Stage.EXPORT)
     ex.set_defaults(func=_cmd_export)
 
     sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")
-    sc.add_argument("--model", required=True, help=".onnx, OpenVINO .xml or folder, .mlpackage, .plan, "
-                                                   ".safetensors")
-    sc.add_argument("--backend", choices=["onnxruntime", "openvino", "coreml", "tensorrt", "torch"])
-    sc.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
-                    help="the precision to execute (OpenVINO: fp32 default, bf16/fp16 on request)")
+    suffixes = ", ".join(s for t in targets.targets(reference=True) for s in t.suffixes)
+    sc.add_argument("--model", required=True, help=f"an artifact ({suffixes}; an OpenVINO IR folder)")
+    sc.add_argument("--backend", choices=sorted({n for t in targets.targets(reference=True)
+                                                 for n in (t.name, t.runtime)}),
+                    help="the target that runs it (default: from the file)")
+    sc.add_argument("--precision", choices=[p.value for p in targets.Precision],
+                    help="the precision to execute (default: the artifact's; OpenVINO runs an FP32 IR in bf16 or "
+                         "fp16 on request)")
+    sc.add_argument("--device", help="OpenVINO CPU/GPU/NPU/AUTO; ONNX Runtime cpu, cuda[:N] or a provider name; "
+                                     "Core ML ALL/CPU_ONLY/CPU_AND_GPU/CPU_AND_NE; TensorRT cuda:N")
     sc.add_argument("--threads", type=int)
     sc.add_argument("--batch", type=int, default=8, help="images per inference call")
     sc.add_argument("inputs", nargs="+", help="image files, folders (recursive) and globs")
@@ -287,30 +324,27 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--json", action="store_true")
     pa.set_defaults(func=_cmd_parity)
 
-    qu = sub.add_parser("quantize", help="post-training INT8 for OpenVINO, ONNX, Core ML and TensorRT",
-                        description="Writes each INT8 artifact next to its FP32 parent under --out, and "
-                                    "quantization.json (scope, calibration hash, validation agreement).")
-    qu.add_argument("--checkpoint", required=True)
+    quantizable = targets.names(targets.Stage.QUANTIZE)
+    qu = sub.add_parser("quantize", help=f"post-training quantization for {', '.join(quantizable)}",
+                        description="Quantizes the FP32 parents in --out (an `lmliqa export` folder; a missing parent "
+                                    "is exported there first, from its program or --checkpoint) and writes each "
+                                    "quantized artifact next to its parent, and quantization.json (scope, calibration "
+                                    "hash, validation against the torch program).")
+    qu.add_argument("--out", required=True, help="the export folder")
+    qu.add_argument("--checkpoint", help="the FP32 checkpoint, when --out holds no exported program yet")
     qu.add_argument("--calib", help="data spec of the calibration/validation images (default: the checkpoint's "
                                     "training data)")
-    qu.add_argument("--formats", default="openvino,onnx,coreml,tensorrt")
-    qu.add_argument("--out", required=True)
+    qu.add_argument("--formats", default=",".join(quantizable), help=f"targets (default: {','.join(quantizable)})")
     qu.add_argument("--float-scope", default="default",
                     help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
-                         "attention_matmul, head, decoder, tokens, stem, first_stage, second_stage; 'default' = "
-                         "layernorm,softmax,gelu,residual_add,head,stem; 'none'")
+                         "attention_matmul and the network's regions (head, decoder, stem; CNNs: tokens, "
+                         "first_stage, second_stage); 'default' = layernorm,softmax,gelu,residual_add,head,stem "
+                         "(+ first_stage for CNNs); 'none'")
     qu.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
     qu.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")
-    qu.add_argument("--max-drop", type=float, help="accuracy control: largest allowed SRCC-vs-MOS drop "
-                                                   "(NNCF quantize_with_accuracy_control; ONNX Runtime: widen the "
-                                                   "float scope)")
-    qu.add_argument("--onnx-tool", default="nncf", choices=["nncf", "ort"],
-                    help="nncf (default; measured best) or onnxruntime quantize_static")
-    qu.add_argument("--smooth-quant-alpha", type=float, default=0.95, help="NNCF SmoothQuant alpha (ViT only)")
-    qu.add_argument("--fast-bias-correction", action="store_true",
-                    help="NNCF's fast bias correction (quicker; full correction measured more accurate here)")
     qu.add_argument("--json", action="store_true")
     qu.add_argument("--verbose", action="store_true")
+    _add_target_options(qu, targets.Stage.QUANTIZE)
     qu.set_defaults(func=_cmd_quantize)
 
     be = sub.add_parser("bench", help="speed of every runnable artifact next to torch eager FP32, in one run")
@@ -331,11 +365,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .contract import ContractError
     from .data.base import DatasetError
     from .runtimes.base import ArtifactError, BackendUnavailable
+    from .scope import ScopeError
+    from .targets import TargetError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, ContractError, ArtifactError, BackendUnavailable) as exc:
+    except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError) as exc:
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

@@ -2,109 +2,48 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import platform
-import sys
 from typing import Any
 
-from . import __version__
+from . import __version__, targets
 from ._quiet import quiet_imports
 from .config import PRESETS
-
-# (backend, import name, distribution, what it is for)
-BACKENDS = (
-    ("torch", "torch", "torch", "training and the reference scorer"),
-    ("onnxruntime", "onnxruntime", "onnxruntime", "ONNX runtime"),
-    ("openvino", "openvino", "openvino", "OpenVINO runtime"),
-    ("coreml", "coremltools", "coremltools", "Core ML export; prediction only on macOS"),
-    ("tensorrt", "tensorrt", "tensorrt", "TensorRT engines; needs an NVIDIA GPU"),
-)
+from .targets import Stage
 
 
-def backend_status() -> list[dict[str, Any]]:
+def target_status() -> list[dict[str, Any]]:
+    """Each registered target (and the torch reference): its runtime's packages, their versions, whether the
+    runtime imports here, and which stages are installed."""
     rows = []
-    for name, module, dist, purpose in BACKENDS:
-        row: dict[str, Any] = {"backend": name, "purpose": purpose, "version": None}
-        try:
-            row["version"] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            row["status"] = "not installed"
-            rows.append(row)
-            continue
-        try:
-            with quiet_imports():
-                importlib.import_module(module)
-        except Exception as exc:  # e.g. TensorRT's PyPI stub without its libraries
-            row["status"] = f"installed, import failed: {type(exc).__name__}: {exc}"[:300]
-        else:
-            row["status"] = "available"
-            if name == "coreml" and sys.platform != "darwin":
-                row["status"] = "available (export only: Core ML prediction needs macOS)"
-        rows.append(row)
+    for t in targets.targets(reference=True):
+        stages = {s.value: not t.missing(s) for s in (Stage.EXPORT, Stage.QUANTIZE, Stage.RUNTIME)
+                  if (s is Stage.RUNTIME) or (t.export_module if s is Stage.EXPORT else t.quantize_module)}
+        versions = {}
+        for dist in t.tools:
+            try:
+                versions[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        rows.append({"target": t.name, "runtime": t.title, "devices": t.devices,
+                     "precisions": [p.value for p in t.precisions], "stages": stages, "versions": versions,
+                     "reference": t.reference})
     return rows
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def capability_matrix(backends: list[dict[str, Any]] | None = None) -> list[dict[str, str]]:
-    """Every backend x precision with what this machine can do with it:
+def capability_matrix() -> list[dict[str, str]]:
+    """Every target x precision with what this machine can do with it (lmliqa.targets.Support):
 
     - ``runs here``: `lmliqa parity` can execute and measure it (and then reports it ``verified``);
-    - ``simulated: ...``: checked without native execution (Core ML off macOS: package inspection and a
-      weights round trip);
-    - ``exported, not verified: reason``: the artifact can be written here but not run;
-    - ``unsupported: reason``: this backend cannot produce or run that precision.
+    - ``simulated``: checked without native execution (Core ML off macOS: package inspection and a weights
+      round trip);
+    - ``exported, not verified``: the artifact can be written here but not run;
+    - ``unsupported``: this machine cannot produce or run that precision.
     """
-    status = {b["backend"]: b["status"] for b in (backends or backend_status())}
-    flags = _cpu_flags()
-    avail = {k: v.startswith("available") for k, v in status.items()}
-    rows = []
-
-    def add(backend: str, precision: str, state: str) -> None:
-        rows.append({"backend": backend, "precision": precision, "status": state})
-
-    missing = lambda b: f"unsupported here: {status.get(b)}"  # noqa: E731
-    for p in ("fp32", "bf16"):
-        add("torch", p, "runs here (reference)" if avail.get("torch") else missing("torch"))
-    for p, note in (("fp32", ""), ("fp16", " (the FP16 ONNX written for TensorRT)"), ("int8", " (Q/DQ)")):
-        add("onnxruntime", p, f"runs here{note}" if avail.get("onnxruntime") else missing("onnxruntime"))
-    if avail.get("openvino"):
-        add("openvino", "fp32", "runs here (INFERENCE_PRECISION_HINT f32, pinned)")
-        add("openvino", "bf16", "runs here (the export's keep-f32 layers stay f32)"
-            if flags & {"avx512_bf16", "amx_bf16"} else "unsupported: this CPU has no bf16 instructions")
-        add("openvino", "fp16", "runs here" if flags & {"avx512_fp16", "amx_fp16"}
-            else "unsupported: no fp16 compute on this CPU (OpenVINO would run bf16; refused, not faked)")
-        add("openvino", "int8", "runs here (NNCF FakeQuantize; float parts f32 or bf16)")
-    else:
-        for p in ("fp32", "bf16", "fp16", "int8"):
-            add("openvino", p, missing("openvino"))
-    mac = sys.platform == "darwin"
-    for p in ("fp32", "fp16", "w8 (int8 weights)", "pal6", "pal4"):
-        if not avail.get("coreml"):
-            add("coreml", p, missing("coreml"))
-        elif mac:
-            add("coreml", p, "runs here (MLModel.predict)")
-        else:
-            add("coreml", p, "simulated: package spec/metadata inspected" + (", weights round trip" if p not in
-                ("fp32", "fp16") else "") + "; predict needs macOS")
-    for p in ("fp16", "int8"):
-        if avail.get("tensorrt"):
-            add("tensorrt", p, "runs here (engine built on this GPU)")
-        else:
-            why = "tensorrt not installed" if status.get("tensorrt") == "not installed" else "tensorrt not importable"
-            add("tensorrt", p, f"exported, not verified: {why}; the {'FP16' if p == 'fp16' else 'Q/DQ'} ONNX "
-                               "it builds from runs here under ONNX Runtime")
-    return rows
+    with quiet_imports():
+        caps = [c for t in targets.targets(reference=True) for c in t.probe()]
+    return [{"target": c.target, "precision": c.precision.value, "support": c.support.value, "note": c.note,
+             "status": str(c)} for c in caps]
 
 
 def preset_rows() -> list[dict[str, Any]]:
@@ -134,17 +73,13 @@ def preset_rows() -> list[dict[str, Any]]:
 
 
 def gather() -> dict[str, Any]:
-    backends = backend_status()
-    return {"capabilities": capability_matrix(backends), **_gather(backends)}
-
-
-def _gather(backends: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "lmliqa": __version__,
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "presets": preset_rows(),
-        "backends": backends,
+        "targets": target_status(),
+        "capabilities": capability_matrix(),
     }
 
 
@@ -157,10 +92,12 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append(f"  {p['preset']:<13} {p['backbone']:<26} {p['params'] / 1e6:6.2f}M params  "
                      f"{p['gmac_per_crop']:6.3f} GMAC/crop  {p['crop_size']}px x {p['eval_crops']} crops  "
                      f"weights: {p['pretrained']}")
-    lines += ["", "backends:"]
-    for b in info["backends"]:
-        lines.append(f"  {b['backend']:<12} {b['version'] or '-':<12} {b['status']}")
-    lines += ["", "capabilities (backend x precision on this machine; `lmliqa parity` measures what runs here):"]
-    for c in info.get("capabilities", []):
-        lines.append(f"  {c['backend']:<12} {c['precision']:<18} {c['status']}")
+    lines += ["", "targets (stages installed here; tool versions):"]
+    for t in info["targets"]:
+        stages = " ".join(f"{k}:{'yes' if v else 'no'}" for k, v in t["stages"].items())
+        versions = ", ".join(f"{k} {v}" for k, v in t["versions"].items()) or "-"
+        lines.append(f"  {t['target']:<11} {t['runtime']:<20} {stages:<36} {versions}")
+    lines += ["", "capabilities (target x precision on this machine; `lmliqa parity` measures what runs here):"]
+    for c in info["capabilities"]:
+        lines.append(f"  {c['target']:<11} {c['precision']:<10} {c['status']}")
     return "\n".join(lines)

@@ -1,12 +1,15 @@
-"""lmliqa.quantize: post-training INT8 quantization for every backend, under one float scope and one
-calibration set, with IQA-metric accuracy control.
+"""lmliqa.quantize: post-training quantization for each deployment target, from the exported FP32 parents, under
+one float scope and one calibration set, validated through lmliqa.runtimes with IQA metrics.
 
-    lmliqa quantize --checkpoint CKPT --calib SPEC --formats openvino,onnx,coreml,tensorrt --out DIR
+    lmliqa quantize --out DIR [--checkpoint CKPT] --formats openvino,onnx,coreml,tensorrt,litert,executorch
 
-One declarative table (QFORMATS) lists what each format writes and with which tool. Every artifact is
-written next to its FP32 parent (so `lmliqa parity` and `lmliqa bench` see both), carries the usual lmliqa
-metadata plus ``precision: int8`` and a ``quantization`` record (tool, float scope, calibration images by
-content hash, accuracy control), and is scored on the validation images against its parent.
+DIR is an `lmliqa export` folder: the program (``M.pt2``) and each target's FP32 parent are read from it (never
+re-exported, never overwritten). A parent that is missing is exported first, from the saved program, with the
+default options; without a program, ``--checkpoint`` exports it. Each target's own recipe lives in
+``quantize/<target>.py`` (``quantize(ctx, **options) -> QuantOutput``, ``PARENT``: the target whose FP32
+artifact it starts from). Every artifact carries the usual lmliqa metadata plus its precision and a
+``quantization`` record (tool, float scope, calibration images by content hash), and is then scored on the
+validation images by the runtime users run, against the torch program, with `lmliqa.fidelity.compare`.
 """
 
 from __future__ import annotations
@@ -19,193 +22,266 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from lmliqa.export import Status
+
+from lmliqa import targets as registry
+from lmliqa.fidelity import Fidelity, compare
+from lmliqa.scope import DEFAULT_SCOPE, FloatScope
+from lmliqa.targets import Artifact, Precision, Stage, Target
+
 from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_sets, image_scores
-from .scope import DEFAULT_SCOPE, FloatScope
 
 
-@dataclass(frozen=True)
-class QFormat:
-    name: str
-    artifacts: tuple[str, ...]
-    requires: tuple[str, ...]
-    tool: str
-    description: str
-
-
-QFORMATS: dict[str, QFormat] = {f.name: f for f in (
-    QFormat("openvino", ("{m}_int8_openvino/{m}_int8.xml",), ("openvino", "nncf"), "NNCF",
-            "OpenVINO IR, INT8 FakeQuantize on Conv/MatMul (ModelType.TRANSFORMER + SmoothQuant for ViTs)"),
-    QFormat("onnx", ("{m}_int8.onnx",), ("onnx", "onnxruntime", "nncf"), "NNCF (default) or ONNX Runtime",
-            "ONNX Q/DQ for ONNX Runtime: per-channel int8 weights, int8/uint8 activations, Conv/MatMul/Gemm only"),
-    QFormat("coreml", ("{m}_w8.mlpackage", "{m}_pal6.mlpackage", "{m}_pal4.mlpackage"), ("coremltools",),
-            "coremltools.optimize", "Core ML weight compression: int8 linear, 6- and 4-bit palettes"),
-    QFormat("tensorrt", ("{m}_int8_qdq.onnx", "{m}_int8.plan"), ("onnx", "onnxruntime", "nncf"), "explicit Q/DQ",
-            "symmetric Q/DQ ONNX for a strongly typed TensorRT INT8 engine (+ the engine where TensorRT exists)"),
-)}
+@dataclass
+class QuantOutput:
+    paths: list[Path]
+    info: dict[str, Any]
+    partial: str = ""             # why some of the target's files could not be made here
 
 
 @dataclass
 class QuantResult:
-    format: str
-    status: str                          # ok | failed: reason | unavailable here: reason | partial: reason
+    target: str
+    status: Status
+    reason: str = ""
     paths: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def format(self) -> str:
+        return self.target
 
-def quantize_checkpoint(checkpoint: str | Path, calib: str | None, formats: list[str], out: str | Path,
-                        scope: FloatScope | str | None = None, n_calib: int = DEFAULT_CALIB_IMAGES,
-                        n_val: int = DEFAULT_VAL_IMAGES, max_drop: float | None = None, onnx_tool: str = "nncf",
-                        smooth_quant_alpha: float = 0.95, fast_bias_correction: bool = False,
-                        verbose: bool = False) -> dict[str, Any]:
-    """Quantize CHECKPOINT for each format into OUT; returns (and writes OUT/quantization.json) a report with
-    one result per format. One format failing never stops the others."""
-    from lmliqa.export import FORMATS as EXPORT_FORMATS
-    from lmliqa.export import _missing, export_checkpoint
-    from lmliqa.export._graph import export_program, load_for_export, metadata_json
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "status": self.status.value, "reason": self.reason, "paths": self.paths,
+                "details": self.details}
 
-    unknown = [f for f in formats if f not in QFORMATS]
-    if unknown:
-        raise ValueError(f"unknown format(s) {unknown}; choose from {sorted(QFORMATS)}")
-    scope = scope if isinstance(scope, FloatScope) else FloatScope.parse(scope)
+    def line(self) -> str:
+        head = f"{self.target:<10} {self.status}" + (f": {self.reason}" if self.reason else "")
+        parts = []
+        for name, v in self.details.get("validation", {}).items():
+            if "srcc_vs_ref" in v:
+                parts.append(f"{name}: SRCC(q,fp32) {v['srcc_vs_ref']:.4f}, mean |d| {v['mean_abs']:.3f}, "
+                             f"max |d| {v['max_abs']:.3f}" + (f", SRCC vs MOS {v['srcc_vs_mos']:.4f} (fp32 "
+                                                              f"{v['srcc_vs_mos_ref']:.4f})" if v.get("srcc_vs_mos")
+                                                              is not None else "")
+                             + ("" if v.get("gate_pass", True) else " FAILS its gate"))
+            else:
+                parts.append(f"{name}: {v.get('status', '')}")
+        return head + "".join(f"\n    {p}" for p in parts)
+
+
+@dataclass
+class QuantizeContext:
+    """What a target's quantizer gets."""
+
+    parent: Artifact                 # the FP32 artifact it starts from
+    program: Any                     # the torch.export program every artifact came from
+    metadata: dict[str, Any]         # the program's lmliqa metadata
+    calib: ImageSet
+    val: ImageSet
+    scope: FloatScope
+    out: Path
+    calib_record: dict[str, Any]
+    reference: np.ndarray            # the program's per-image scores on the validation images
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata["model"]
+
+    @property
+    def contract(self):
+        from lmliqa.contract import PreprocessContract
+
+        return PreprocessContract.from_dict(self.metadata["contract"])
+
+    @property
+    def model_type(self) -> str | None:
+        return "transformer" if self.metadata.get("encoder_kind") == "vit" else None
+
+    def path(self, name: str) -> Path:
+        return self.out / name.format(m=self.model_name)
+
+    def artifact_metadata(self, info: dict[str, Any], precision: Precision | str = Precision.INT8,
+                          **extra: Any) -> dict[str, Any]:
+        """The parent's metadata with this artifact's precision and its quantization record."""
+        q = {"scope": list(self.scope.categories), "calibration": self.calib_record, **info}
+        p = Precision(precision).value
+        return {**self.parent.metadata, "weights": p, **extra, "precision": p, "quantization": q}
+
+    def metadata_json(self, info: dict[str, Any], precision: Precision | str = Precision.INT8, **extra: Any) -> str:
+        return json.dumps(self.artifact_metadata(info, precision, **extra), sort_keys=True)
+
+    def validate(self, path: Path, threads: int | None = None) -> Fidelity:
+        """The artifact's per-image scores on the validation images, through lmliqa.runtimes, against the
+        program's."""
+        from lmliqa.runtimes import load
+
+        scorer = load(path, threads=threads)
+        got = image_scores(scorer.infer, self.val, self.contract)
+        return compare(self.reference, got, self.val.mos)
+
+
+def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
+                    checkpoint: str | Path | None = None, scope: FloatScope | str | None = None,
+                    n_calib: int = DEFAULT_CALIB_IMAGES, n_val: int = DEFAULT_VAL_IMAGES, verbose: bool = False,
+                    **options: Any) -> dict[str, Any]:
+    """Quantize the FP32 parents in MODELS for each target; returns (and writes MODELS/quantization.json) a report
+    with one result per target. One target failing never stops the others."""
+    chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
+    bad = [t.name for t in chosen if t.quantize_module is None]
+    if bad:
+        raise ValueError(f"{bad} cannot be quantized; choose from {registry.names(Stage.QUANTIZE)}")
+    per_target = registry.check_options(chosen, Stage.QUANTIZE, options)
+    if not isinstance(scope, FloatScope | None):
+        FloatScope.parse(scope)       # an unknown category fails before anything is loaded
+    _quiet_nncf(verbose)
+    out = Path(models)
+    t0 = time.perf_counter()
+    program, metadata = _program(out, checkpoint)
+    if not isinstance(scope, FloatScope):
+        scope = FloatScope.parse(scope, default=DEFAULT_SCOPE[metadata["encoder_kind"]])
+    parents = _parents(out, chosen, program, metadata, verbose)
+    calib = calib or metadata.get("trained_on")
+    if not calib:
+        raise ValueError("no calibration data: pass --calib SPEC (the checkpoint records no training data)")
+    from lmliqa.contract import PreprocessContract
+
+    contract = PreprocessContract.from_dict(metadata["contract"])
+    calib_set, val_set = build_sets(calib, contract, n_calib, n_val)
+    reference = _program_scores(program, val_set, contract)
+    results = []
+    for target in chosen:
+        parent = parents.get(target.name)
+        if isinstance(parent, QuantResult):
+            results.append(parent)
+            continue
+        ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, scope, out,
+                              calib_set.record(calib), reference)
+        results.append(quantize_target(target, ctx, per_target[target.name], verbose))
+    from lmliqa.provenance import provenance
+
+    report = {"provenance": provenance(), "models": str(out), "checkpoint_sha256": metadata["source_checkpoint_sha256"],
+              "model": metadata["model"], "scope": list(scope.categories), "calibration": calib_set.record(calib),
+              "validation": {"spec": calib, "n_images": len(val_set.names), "reference": "the torch.export program",
+                             "images": [n.rsplit("/", 1)[-1] for n in val_set.names]},
+              "options": {k: v for k, v in options.items() if v not in (None, False)},
+              "wall_s": round(time.perf_counter() - t0, 1), "results": [r.to_dict() for r in results]}
+    (out / "quantization.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any],
+                    verbose: bool = False) -> QuantResult:
+    missing = target.missing(Stage.QUANTIZE)
+    if missing:
+        return QuantResult(target.name, Status.UNAVAILABLE, f"{', '.join(missing)} not installed "
+                                                            f"({target.requires_hint()})")
+    try:
+        res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
+        validation = {p.name: _validate(ctx, p) for p in res.paths}
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        return QuantResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
+    status = Status.PARTIAL if res.partial else Status.OK
+    return QuantResult(target.name, status, res.partial, [str(p) for p in res.paths],
+                       {**res.info, "validation": validation})
+
+
+def _validate(ctx: QuantizeContext, path: Path) -> dict[str, Any]:
+    """Fidelity of one artifact on the validation images (with its gate), or what could be checked instead."""
+    from lmliqa.runtimes.base import BackendUnavailable
+
+    target = registry.target_for(path)
+    try:
+        scorer_precision = Precision(target.read_metadata(path).get("precision", "fp32"))
+        fid = ctx.validate(path)
+    except BackendUnavailable as exc:
+        note = target.inspect(path)
+        return {"status": f"simulated: {note}" if note else f"exported, not verified: {exc}"}
+    gate = target.gate(scorer_precision)
+    return {**fid.to_dict(), "gate": str(gate), "gate_pass": gate.check(fid), "runtime": target.runtime}
+
+
+def _program(out: Path, checkpoint: str | Path | None):
+    from lmliqa.export import export_checkpoint
+    from lmliqa.export._graph import PROGRAM_SUFFIX, load_program
+
+    from lmliqa.models.weights import sha256_file
+
+    found = sorted(out.glob(f"*{PROGRAM_SUFFIX}")) if out.is_dir() else []
+    if len(found) > 1:
+        raise ValueError(f"{out} holds several programs {[p.name for p in found]}: one export folder per model")
+    if not found:
+        if checkpoint is None:
+            raise ValueError(f"{out} holds no exported program (M{PROGRAM_SUFFIX}); run `lmliqa export` into it first "
+                             "or pass --checkpoint")
+        export_checkpoint(checkpoint, [], out)            # writes the program only
+        found = sorted(out.glob(f"*{PROGRAM_SUFFIX}"))
+    program, metadata = load_program(found[0])
+    if checkpoint is not None and sha256_file(checkpoint) != metadata["source_checkpoint_sha256"]:
+        raise ValueError(f"{out} holds artifacts of another checkpoint than {checkpoint} (sha256 "
+                         f"{metadata['source_checkpoint_sha256'][:12]}...): use another --out")
+    return program, metadata
+
+
+def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
+             verbose: bool) -> dict[str, Artifact | QuantResult]:
+    """Each chosen target's FP32 parent, found in OUT or exported there (from the program, default options)."""
+    from lmliqa.export import ExportContext, export_target
+
+    found: dict[str, Artifact | QuantResult] = {}
+    ctx = ExportContext(program, metadata, out)
+    for target in chosen:
+        parent_target = registry.get(target.stage(Stage.QUANTIZE).PARENT)
+        artifact = _find_parent(out, parent_target, metadata)
+        if artifact is None:
+            defaults = {o.name: o.default for o in parent_target.options_for(Stage.EXPORT)}
+            res = export_target(parent_target, ctx, defaults, verbose)
+            if res.status not in (Status.OK, Status.PARTIAL):
+                found[target.name] = QuantResult(target.name, res.status, f"FP32 parent ({parent_target.name}) "
+                                                                          f"not exported: {res.reason}")
+                continue
+            artifact = _find_parent(out, parent_target, metadata)
+        if artifact is None:
+            found[target.name] = QuantResult(target.name, Status.FAILED, f"no FP32 {parent_target.name} parent")
+        else:
+            found[target.name] = artifact
+    return found
+
+
+def _find_parent(out: Path, target: Target, metadata: dict[str, Any]) -> Artifact | None:
+    for a in registry.discover(out):
+        if a.target is target and a.precision is Precision.FP32 and "quantization" not in a.metadata:
+            src = a.metadata.get("source_checkpoint_sha256")
+            if src != metadata["source_checkpoint_sha256"]:
+                raise ValueError(f"{a.path}: exported from another checkpoint (sha256 {str(src)[:12]}...) than the "
+                                 f"program in {out}")
+            return a
+    return None
+
+
+def _program_scores(program, images: ImageSet, contract) -> np.ndarray:
+    import torch
+
+    module = program.module()
+
+    def run(crops: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return module(torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))).numpy()
+
+    return image_scores(run, images, contract)
+
+
+def _quiet_nncf(verbose: bool) -> None:
     if not verbose and importlib.util.find_spec("nncf"):  # NNCF logs every op it leaves unquantized at INFO
         import logging
 
         import nncf
 
         nncf.set_log_level(logging.WARNING)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, metadata = load_for_export(checkpoint)
-    calib = calib or metadata.get("trained_on")
-    if not calib:
-        raise ValueError("no calibration data: pass --calib SPEC (the checkpoint records no training data)")
-    m = metadata["model"]
-    model_type = "transformer" if model.config.backbone.startswith(("deit", "vit")) else None
-    t0 = time.perf_counter()
-    calib_set, val_set = build_sets(calib, model.config.contract, n_calib, n_val)
-    calib_record = calib_set.record(calib)
-    program = export_program(model)
-
-    # FP32 parents: the quantizers start from them and parity/bench compare against them
-    parents = {"onnx"} | ({"openvino", "coreml"} & set(formats))
-    parent_res = {r.format: r for r in export_checkpoint(checkpoint, sorted(parents & set(EXPORT_FORMATS)), out)}
-    fp32_onnx = out / f"{m}.onnx"
-    if not parent_res["onnx"].ok:
-        raise RuntimeError(f"the FP32 ONNX parent could not be exported: {parent_res['onnx'].status}")
-    from .onnx import ort_run
-
-    contract = model.config.contract
-    ref_val = image_scores(ort_run(fp32_onnx), val_set, contract)
-
-    def meta_for(fmt: str, info: dict[str, Any], **extra: Any) -> str:
-        q = {"scope": list(scope.categories), "calibration": calib_record, **info}
-        return metadata_json(metadata, format=fmt, precision="int8", quantization=q, **extra)
-
-    results: list[QuantResult] = []
-    for name in formats:
-        fmt = QFORMATS[name]
-        paths = [out / a.format(m=m) for a in fmt.artifacts]
-        missing = _missing(fmt.requires)
-        if missing:
-            results.append(QuantResult(name, f"unavailable here: {', '.join(missing)} not installed"))
-            continue
-        try:
-            results.append(_quantize_one(name, paths, out, m, program, calib_set, val_set, ref_val, scope,
-                                         model_type, max_drop, onnx_tool, smooth_quant_alpha, contract,
-                                         meta_for, fp32_onnx, parent_res, metadata, fast_bias_correction))
-        except Exception as exc:
-            if verbose:
-                traceback.print_exc()
-            results.append(QuantResult(name, f"failed: {type(exc).__name__}: {exc}".splitlines()[0][:400]))
-    report = {"checkpoint": str(checkpoint), "checkpoint_sha256": metadata["source_checkpoint_sha256"],
-              "model": m, "scope": list(scope.categories), "calibration": calib_record,
-              "validation": {"spec": calib, "n_images": len(val_set.names),
-                             "images": [n.rsplit("/", 1)[-1] for n in val_set.names]},
-              "max_drop": max_drop, "wall_s": round(time.perf_counter() - t0, 1),
-              "results": [r.__dict__ for r in results]}
-    (out / "quantization.json").write_text(json.dumps(report, indent=2, default=str))
-    return report
 
 
-def _quantize_one(name, paths, out, m, program, calib_set: ImageSet, val_set: ImageSet, ref_val, scope,
-                  model_type, max_drop, onnx_tool, sq_alpha, contract, meta_for, fp32_onnx, parent_res,
-                  metadata, fbc: bool = False) -> QuantResult:
-    from .accuracy import agreement
-    from .onnx import ort_run, set_onnx_metadata
-
-    def judge(run) -> dict[str, Any]:
-        return agreement(ref_val, image_scores(run, val_set, contract), val_set.mos)
-
-    if name == "onnx":
-        from .onnx import quantize_nncf_onnx, quantize_ort
-
-        candidates = [scope] if max_drop is None or onnx_tool == "nncf" else [scope, scope.plus("decoder")]
-        for sc in candidates:  # ONNX Runtime has no accuracy control of its own: widen the float scope
-            if onnx_tool == "nncf":
-                info = quantize_nncf_onnx(fp32_onnx, paths[0], calib_set, sc, model_type, val_set, max_drop,
-                                          contract, sq_alpha, fbc)
-            else:
-                info = quantize_ort(fp32_onnx, paths[0], calib_set, sc)
-            acc = judge(ort_run(paths[0]))
-            if max_drop is None or "srcc_vs_mos" not in acc or acc["srcc_vs_mos_fp32"] - acc["srcc_vs_mos"] <= max_drop:
-                break
-        info["scope"] = list(sc.categories)
-        set_onnx_metadata(paths[0], meta_for("onnx", info))
-        return QuantResult(name, "ok", [str(paths[0])], {**info, "validation": acc})
-    if name == "openvino":
-        from .openvino import quantize_openvino
-
-        parent = parent_res.get("openvino")
-        if parent is None or not parent.ok:
-            raise RuntimeError(f"FP32 OpenVINO parent missing: {parent.status if parent else 'not exported'}")
-        info = quantize_openvino(Path(parent.paths[0]), paths[0], program, calib_set, scope, model_type,
-                                 lambda i, **kw: meta_for("openvino", i, **kw), val_set, max_drop, contract,
-                                 sq_alpha, fbc)
-        import openvino as ov
-
-        compiled = ov.Core().compile_model(str(paths[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        acc = judge(lambda c: compiled(c)[0])
-        return QuantResult(name, "ok", [str(paths[0])], {**info, "validation": acc})
-    if name == "coreml":
-        from .coreml import compress_coreml
-
-        parent = parent_res.get("coreml")
-        if parent is None or not parent.ok:
-            raise RuntimeError(f"FP32 Core ML parent missing: {parent.status if parent else 'not exported'}")
-        fp32_pkg = Path(parent.paths[0])
-        details = {}
-        for path in paths:
-            mode = path.stem.rsplit("_", 1)[-1]
-            details[mode] = compress_coreml(fp32_pkg, path, mode, scope, program, meta_for("coreml", {"mode": mode}))
-        return QuantResult(name, "ok", [str(p) for p in paths], details)
-    if name == "tensorrt":
-        from .tensorrt import build_engine, qdq_for_tensorrt
-
-        info = qdq_for_tensorrt(fp32_onnx, paths[0], calib_set, scope, model_type, fbc)
-        set_onnx_metadata(paths[0], meta_for("tensorrt-qdq-onnx", info))
-        acc = judge(ort_run(paths[0]))
-        details = {**info, "validation (Q/DQ ONNX executed by ONNX Runtime)": acc}
-        try:
-            build_engine(paths[0], paths[1], json.loads(meta_for("tensorrt", info)))
-        except ImportError as exc:
-            return QuantResult(name, f"partial: wrote {paths[0].name}; engine not built: {exc}", [str(paths[0])],
-                               details)
-        return QuantResult(name, "ok", [str(p) for p in paths], details)
-    raise ValueError(name)
-
-
-def status_line(r: QuantResult) -> str:
-    v = r.details.get("validation") or r.details.get("validation (Q/DQ ONNX executed by ONNX Runtime)")
-    extra = ""
-    if v:
-        extra = (f"  [val: SRCC(int8,fp32) {v['srcc_vs_fp32']:.4f}, mean |d| {v['mean_abs']:.3f}, "
-                 f"max |d| {v['max_abs']:.3f}" + (f", SRCC vs MOS {v['srcc_vs_mos']:.4f} (fp32 "
-                                                  f"{v['srcc_vs_mos_fp32']:.4f})" if "srcc_vs_mos" in v else "") + "]")
-    if r.format == "coreml" and r.status == "ok":
-        extra = "  [weights round trip, min SQNR dB: " + ", ".join(
-            f"{k} {d['weights_roundtrip']['min_sqnr_db']:.1f}" for k, d in r.details.items()) + "]"
-    return f"{r.format:<9} {r.status}" + (f"  -> {', '.join(r.paths)}" if r.paths and r.status == 'ok' else "") + extra
-
-
-__all__ = ["QFORMATS", "QFormat", "QuantResult", "FloatScope", "DEFAULT_SCOPE", "quantize_checkpoint",
-           "status_line", "ImageSet", "build_sets"]
+__all__ = ["QuantOutput", "QuantResult", "QuantizeContext", "FloatScope", "DEFAULT_SCOPE", "quantize_models",
+           "quantize_target", "ImageSet", "build_sets"]

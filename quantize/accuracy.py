@@ -1,4 +1,7 @@
-"""The IQA metric that drives accuracy control: SRCC of per-image scores against MOS on validation images."""
+"""The IQA metric that drives NNCF's accuracy control: SRCC of per-image scores against MOS on the validation
+images, computed on the in-memory models NNCF hands its validation function (an OpenVINO CompiledModel or an ONNX
+ModelProto). The validation numbers recorded for the written artifacts come from lmliqa.runtimes instead
+(QuantizeContext.validate)."""
 
 from __future__ import annotations
 
@@ -31,15 +34,3 @@ def validation_fn(contract) -> Callable[[Any, Iterable[Any]], tuple[float, None]
         return float(stats.spearmanr(scores, mos)[0]), None
 
     return validate
-
-
-def agreement(ref: np.ndarray, got: np.ndarray, mos: np.ndarray) -> dict[str, float]:
-    """How a quantized model's per-image scores compare with its FP32 parent's, and with MOS."""
-    err = np.abs(got - ref)
-    keep = ~np.isnan(mos)
-    out = {"srcc_vs_fp32": float(stats.spearmanr(got, ref)[0]), "mean_abs": float(err.mean()),
-           "max_abs": float(err.max())}
-    if keep.sum() >= 3:
-        out["srcc_vs_mos"] = float(stats.spearmanr(got[keep], mos[keep])[0])
-        out["srcc_vs_mos_fp32"] = float(stats.spearmanr(ref[keep], mos[keep])[0])
-    return out

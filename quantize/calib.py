@@ -66,6 +66,14 @@ def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_C
     return _load(ds, calib_idx, contract), _load(ds, val_idx, contract)
 
 
+def load_images(spec: str, contract: PreprocessContract, n: int | None = None) -> ImageSet:
+    """N images evenly spaced over SPEC (all of them when N is None), decoded with CONTRACT."""
+    from lmliqa.data import open_dataset
+
+    ds = open_dataset(spec)
+    return _load(ds, list(range(len(ds.records))) if n is None else _evenly(len(ds.records), n), contract)
+
+
 def _load(ds, indices: list[int], contract: PreprocessContract) -> ImageSet:
     names, crops, mos, failed = [], [], [], []
     for i in indices:

@@ -14,13 +14,30 @@ from typing import Any
 
 import numpy as np
 
-from .scope import FloatScope
+from lmliqa.targets import Precision
 
-MODES = {"w8": ("linear", 8), "pal6": ("palettize", 6), "pal4": ("palettize", 4)}
+PARENT = "coreml"
+MODES = {Precision.W8: ("linear", 8), Precision.PAL6: ("palettize", 6), Precision.PAL4: ("palettize", 4)}
 
 
-def compress_coreml(fp32_package: Path, dst: Path, mode: str, scope: FloatScope, program,
-                    metadata_json: str) -> dict[str, Any]:
+def quantize(ctx):
+    """The lmliqa.targets stage: M_w8, M_pal6 and M_pal4 .mlpackage from the FP32 package. Ops under the float
+    scope's regions keep float weights (their MIL op names are the torch.export node names)."""
+    from lmliqa.export._graph import nodes_under, scope_prefixes
+
+    from . import QuantOutput
+
+    skip = nodes_under(ctx.program, scope_prefixes(ctx.scope, ctx.metadata, ctx.program))
+    paths, details = [], {}
+    for mode in MODES:
+        dst = ctx.path(f"{{m}}_{mode.value}.mlpackage")
+        details[mode.value] = compress_coreml(ctx.parent.path, dst, mode, skip,
+                                              lambda info, m=mode: ctx.artifact_metadata(info, precision=m))
+        paths.append(dst)
+    return QuantOutput(paths, {"modes": details})
+
+
+def compress_coreml(fp32_package: Path, dst: Path, mode: Precision, skip: set[str], metadata_for) -> dict[str, Any]:
     from lmliqa._quiet import quiet_imports
 
     with quiet_imports():
@@ -28,7 +45,6 @@ def compress_coreml(fp32_package: Path, dst: Path, mode: str, scope: FloatScope,
         import coremltools.optimize.coreml as cto
 
     kind, bits = MODES[mode]
-    skip = set(scope.coreml_op_names(program))
 
     with quiet_imports():
         fp32 = ct.models.MLModel(str(fp32_package), skip_model_load=True)
@@ -47,16 +63,16 @@ def compress_coreml(fp32_package: Path, dst: Path, mode: str, scope: FloatScope,
         roundtrip = weights_roundtrip(fp32, out)
     import json
 
-    meta = json.loads(metadata_json)
-    meta["weights_roundtrip"] = roundtrip
+    info = {"tool": f"coremltools {ct.__version__}", "mode": mode.value, "bits": bits, "kind": kind,
+            "weights_kept_float": sorted(keep)}
+    meta = {**metadata_for(info), "weights_roundtrip": roundtrip}
     out.user_defined_metadata["lmliqa"] = json.dumps(meta, sort_keys=True)
     if "lmliqa.model" in fp32.user_defined_metadata:
         out.user_defined_metadata["lmliqa.model"] = fp32.user_defined_metadata["lmliqa.model"]
     out.author, out.license, out.version = fp32.author, fp32.license, fp32.version
     out.short_description = fp32.short_description + f" Weights: {mode} ({kind}, {bits}-bit)."
     out.save(str(dst))
-    return {"tool": f"coremltools {ct.__version__}", "mode": mode, "bits": bits, "kind": kind,
-            "weights_kept_float": sorted(keep), "weights_roundtrip": roundtrip}
+    return {**info, "weights_roundtrip": roundtrip}
 
 
 def _aten_name(mil_name: str) -> str:

@@ -1,19 +1,79 @@
-"""ONNX INT8 (Q/DQ): ONNX Runtime's quantize_static restricted to Conv/MatMul/Gemm with per-channel weights
-(never the all-ops default: r ~ 0.6 measured here), or NNCF on the ONNX model (with accuracy control).
+"""ONNX INT8 (Q/DQ) from the FP32 ONNX parent: NNCF on the ONNX model (default; with accuracy control), or ONNX
+Runtime's quantize_static restricted to Conv/MatMul/Gemm with per-channel weights (never the all-ops default:
+r ~ 0.6 measured here).
 
 The same Q/DQ ONNX in symmetric form (zero points 0, int8 activations and weights) is what a strongly typed
-TensorRT engine consumes (quantize/tensorrt.py).
+TensorRT engine consumes (quantize/tensorrt.py). This file also translates a float scope into ONNX node names.
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from lmliqa.scope import FloatScope, aten_op, under
 
 from .calib import ImageSet
-from .scope import FloatScope
+
+PARENT = "onnx"
+QUANTIZABLE_ONNX = ("Conv", "MatMul", "Gemm")
+
+
+def quantize(ctx, onnx_tool: str = "nncf", max_drop: float | None = None, smooth_quant_alpha: float = 0.95,
+             fast_bias_correction: bool = False):
+    """The lmliqa.targets stage: M_int8.onnx next to its FP32 parent. With MAX_DROP and ONNX Runtime's tool (no
+    accuracy control of its own), the float scope is widened to the whole decoder when the SRCC-vs-MOS drop on
+    the validation images exceeds MAX_DROP."""
+    from . import QuantOutput
+
+    src, dst = ctx.parent.path, ctx.path("{m}_int8.onnx")
+    scopes = [ctx.scope] if max_drop is None or onnx_tool == "nncf" else [ctx.scope, ctx.scope.plus("decoder")]
+    for scope in scopes:
+        if onnx_tool == "nncf":
+            info = quantize_nncf_onnx(src, dst, ctx.calib, scope, ctx.metadata, ctx.model_type, ctx.val, max_drop,
+                                      ctx.contract, smooth_quant_alpha, fast_bias_correction)
+        else:
+            info = quantize_ort(src, dst, ctx.calib, scope, ctx.metadata)
+        info["scope"] = list(scope.categories)
+        set_onnx_metadata(dst, ctx.metadata_json(info))
+        if max_drop is None or onnx_tool == "nncf":
+            break
+        fid = ctx.validate(dst)
+        if fid.srcc_vs_mos is None or fid.srcc_vs_mos_ref - fid.srcc_vs_mos <= max_drop:
+            break
+    return QuantOutput([dst], info)
+
+
+def onnx_nodes(scope: FloatScope, model, metadata: dict[str, Any]) -> list[str]:
+    """Names of the ONNX nodes SCOPE keeps in float: nodes of its op types and every node exported from a module
+    under its regions (torch.onnx records each node's module path in its ``name_scopes`` metadata)."""
+    from lmliqa.export._graph import scope_prefixes
+
+    types = set(scope.op_types("onnx"))
+    aten = scope.op_types("aten")
+    prefixes = scope_prefixes(scope, metadata)
+    out = []
+    for node in model.graph.node:
+        path, op = _onnx_scope(node)
+        if (node.op_type in types or (path is not None and under(path, prefixes))
+                or (op and aten_op(op) in aten)):
+            out.append(node.name)
+    return out
+
+
+def _onnx_scope(node) -> tuple[str | None, str | None]:
+    """(module path, aten node name) of an ONNX node exported by torch.onnx (dynamo); the module path is ''
+    for the root module's own ops and None when the node carries no such metadata."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value) if s]
+            except (ValueError, SyntaxError):
+                return None, None
+            # the last entry is the aten node's own name; the one before it its module
+            return (scopes[-2] if len(scopes) >= 2 else ""), (scopes[-1] if scopes else None)
+    return None, None
 
 
 class _Reader:
@@ -31,8 +91,8 @@ class _Reader:
         pass
 
 
-def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, symmetric: bool = False,
-                 method: str = "minmax") -> dict[str, Any]:
+def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, metadata: dict[str, Any],
+                 symmetric: bool = False, method: str = "minmax") -> dict[str, Any]:
     """quantize_static, QDQ format. symmetric=False: uint8 activations (ONNX Runtime CPU's fast path on
     VNNI); symmetric=True: int8 activations and weights with zero points 0 (TensorRT's explicit-quantization
     form)."""
@@ -42,7 +102,7 @@ def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, symme
     _METHODS = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                 "entropy": CalibrationMethod.Entropy}
     model = onnx.load(str(src))
-    options = scope.ort_options(model)
+    options = {"op_types_to_quantize": list(QUANTIZABLE_ONNX), "nodes_to_exclude": onnx_nodes(scope, model, metadata)}
     extra = {"ActivationSymmetric": symmetric, "WeightSymmetric": True}
     if method == "percentile":
         extra["CalibPercentile"] = 99.99
@@ -56,16 +116,17 @@ def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, symme
             "n_nodes_kept_float": len(options["nodes_to_exclude"])}
 
 
-def quantize_nncf_onnx(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, model_type: str | None,
-                       val: ImageSet | None = None, max_drop: float | None = None, contract=None,
-                       smooth_quant_alpha: float | None = None, fast_bias_correction: bool = False) -> dict[str, Any]:
+def quantize_nncf_onnx(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, metadata: dict[str, Any],
+                       model_type: str | None, val: ImageSet | None = None, max_drop: float | None = None,
+                       contract=None, smooth_quant_alpha: float | None = None,
+                       fast_bias_correction: bool = False) -> dict[str, Any]:
     import nncf
     import onnx
 
     model = onnx.load(str(src))
     kwargs = _nncf_common(calib, model_type, smooth_quant_alpha, input_name=model.graph.input[0].name,
                           fast_bias_correction=fast_bias_correction)
-    kwargs["ignored_scope"] = scope.nncf_onnx(model)
+    kwargs["ignored_scope"] = nncf.IgnoredScope(names=onnx_nodes(scope, model, metadata), validate=False)
     if max_drop is None:
         q = nncf.quantize(model, **kwargs)
     else:
@@ -114,21 +175,3 @@ def set_onnx_metadata(path: Path, metadata_json: str) -> None:
         entry.key, entry.value = "lmliqa", metadata_json
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-
-
-def count_qdq(path: Path) -> dict[str, int]:
-    import onnx
-
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear")}
-
-
-def ort_run(path: Path, threads: int | None = None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return lambda crops: sess.run(None, {name: np.ascontiguousarray(crops, dtype=np.float32)})[0]

@@ -12,26 +12,50 @@ engine is `exported, not verified` wherever TensorRT is missing.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmliqa.scope import FloatScope
+
 from .calib import ImageSet
-from .scope import FloatScope
+
+PARENT = "onnx"
 
 
-def qdq_for_tensorrt(src: Path, dst: Path, calib: ImageSet, scope: FloatScope,
-                     model_type: str | None = None, fast_bias_correction: bool = False) -> dict[str, Any]:
+def quantize(ctx, smooth_quant_alpha: float = 0.95, fast_bias_correction: bool = False):
+    """The lmliqa.targets stage: M_int8_qdq.onnx from the FP32 ONNX, then M_int8.plan where TensorRT exists
+    (partial without it: the Q/DQ ONNX is kept, validated under ONNX Runtime)."""
+    from lmliqa.export.tensorrt import onnx2engine
+
+    from . import QuantOutput
+    from .onnx import set_onnx_metadata
+
+    qdq, plan = ctx.path("{m}_int8_qdq.onnx"), ctx.path("{m}_int8.plan")
+    info = qdq_for_tensorrt(ctx.parent.path, qdq, ctx.calib, ctx.scope, ctx.metadata, ctx.model_type,
+                            fast_bias_correction, smooth_quant_alpha)
+    set_onnx_metadata(qdq, ctx.metadata_json(info, format="tensorrt-qdq-onnx"))
+    try:
+        onnx2engine(qdq, plan, json.loads(ctx.metadata_json(info)), precision="int8")
+    except ImportError as exc:
+        return QuantOutput([qdq], info, partial=f"wrote {qdq.name}; engine not built: {exc}")
+    return QuantOutput([qdq, plan], info)
+
+
+def qdq_for_tensorrt(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, metadata: dict[str, Any],
+                     model_type: str | None = None, fast_bias_correction: bool = False,
+                     smooth_quant_alpha: float | None = None) -> dict[str, Any]:
     import nncf
     import onnx
 
-    from .onnx import _nncf_common
+    from .onnx import _nncf_common, onnx_nodes
 
     model = onnx.load(str(src))
-    kwargs = _nncf_common(calib, model_type, input_name=model.graph.input[0].name,
+    kwargs = _nncf_common(calib, model_type, smooth_quant_alpha, input_name=model.graph.input[0].name,
                           fast_bias_correction=fast_bias_correction)
-    kwargs["ignored_scope"] = scope.nncf_onnx(model)
+    kwargs["ignored_scope"] = nncf.IgnoredScope(names=onnx_nodes(scope, model, metadata), validate=False)
     q = nncf.quantize(model, preset=nncf.QuantizationPreset.PERFORMANCE, **kwargs)
     n_converted = to_signed_int8(q)
     onnx.save(q, str(dst))
@@ -74,9 +98,3 @@ def to_signed_int8(model) -> int:
         if vi.name in q_outputs:
             vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
     return len(done_zp)
-
-
-def build_engine(qdq_onnx: Path, plan: Path, metadata: dict[str, Any]) -> Path:
-    from lmliqa.export.tensorrt import onnx2engine
-
-    return onnx2engine(qdq_onnx, plan, metadata)

@@ -1,61 +1,46 @@
 """lmliqa.runtimes: score images with an exported model, without torch.
 
     from lmliqa.runtimes import load
-    scorer = load("out/mobile.onnx")                 # backend picked from the artifact
+    scorer = load("out/mobile.onnx")                 # the target is picked from the artifact
+    scorer = load("out/mobile_openvino", precision="bf16", device="GPU")
     result = scorer.score("photo.jpg")               # ImageResult(image, score, crop_scores, error)
     for r in scorer.score_many(paths, batch_size=8): ...
 
 Every backend reads the preprocessing contract carried by the artifact, so an image is decoded, cropped
-and aggregated by the same code (lmliqa.contract) whatever executes the network; only `torch` (the
-reference, for training checkpoints) imports torch.
+and aggregated by the same code (lmliqa.contract) whatever executes the network. Which runtime runs which file
+is the target registry's business (lmliqa.targets); only the torch reference (training checkpoints) and the
+ExecuTorch Python bindings import torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lmliqa import targets as _targets
 from lmliqa.contract import ImageDecodeError, PreprocessContract, ScoreScale, load_rgb
+from lmliqa.targets import Precision
 
-from .base import ArtifactError, BackendUnavailable, ImageResult, Scorer
-
-# backend -> (module, class); the suffix table picks one from a path.
-BACKENDS = {
-    "onnxruntime": ("onnxruntime", "OnnxRuntimeScorer"),
-    "openvino": ("openvino", "OpenVinoScorer"),
-    "coreml": ("coreml", "CoreMLScorer"),
-    "tensorrt": ("tensorrt", "TensorRTScorer"),
-    "torch": ("torch", "TorchScorer"),
-}
-SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino", ".mlpackage": "coreml", ".plan": "tensorrt",
-            ".engine": "tensorrt", ".safetensors": "torch"}
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, ImageResult, PrecisionUnsupported, Scorer
 
 
 def backend_for(path: str | Path) -> str:
-    path = Path(path)
-    if path.is_dir() and path.suffix != ".mlpackage":
-        if any(path.glob("*.xml")):
-            return "openvino"
-        raise ArtifactError(f"{path}: a folder that holds no OpenVINO .xml model")
-    try:
-        return SUFFIXES[path.suffix.lower()]
-    except KeyError:
-        raise ArtifactError(f"{path}: unknown artifact type; expected one of {sorted(SUFFIXES)}") from None
+    """The runtime that executes the artifact at PATH."""
+    return _targets.target_for(path).runtime
 
 
-def load(path: str | Path, backend: str | None = None, precision: str | None = None,
-         threads: int | None = None) -> Scorer:
-    """A scorer for an exported artifact (or a training checkpoint, with the torch reference)."""
-    import importlib
+def load(path: str | Path, backend: str | None = None, precision: Precision | str | None = None,
+         threads: int | None = None, device: str | None = None) -> Scorer:
+    """A scorer for an exported artifact (or a training checkpoint, with the torch reference).
 
+    backend: a target or runtime name (default: from the file); precision: the precision to execute (default:
+    the artifact's own); device: the target's device name (OpenVINO CPU/GPU/NPU/AUTO, ONNX Runtime cpu/cuda[:N],
+    Core ML compute units, TensorRT cuda:N; default: the CPU or the only device); threads: CPU threads."""
     if not Path(path).exists():
         raise ArtifactError(f"{path}: no such file or folder")
-    backend = backend or backend_for(path)
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
-    module, cls = BACKENDS[backend]
-    scorer_cls = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
-    return scorer_cls(path, precision=precision, threads=threads)
+    target = _targets.get(backend) if backend else _targets.target_for(path)
+    return target.load(path, precision=precision, device=device, threads=threads)
 
 
-__all__ = ["load", "backend_for", "BACKENDS", "Scorer", "ImageResult", "BackendUnavailable", "ArtifactError",
-           "ImageDecodeError", "PreprocessContract", "ScoreScale", "load_rgb"]
+__all__ = ["load", "backend_for", "Scorer", "ImageResult", "BackendUnavailable", "PrecisionUnsupported",
+           "DeviceUnavailable", "ArtifactError", "ImageDecodeError", "PreprocessContract", "ScoreScale", "load_rgb",
+           "Precision"]

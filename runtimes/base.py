@@ -12,10 +12,19 @@ from typing import Any
 import numpy as np
 
 from lmliqa.contract import ImageDecodeError, ImageSource, PreprocessContract, ScoreScale
+from lmliqa.targets import Precision
 
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot run here (package missing, wrong platform, no GPU); the message says which."""
+
+
+class PrecisionUnsupported(BackendUnavailable):
+    """The backend runs here, but not in the precision asked for (it would silently run another one)."""
+
+
+class DeviceUnavailable(BackendUnavailable):
+    """The device asked for is not present (or not known to this backend); the message lists those that are."""
 
 
 class ArtifactError(ValueError):
@@ -38,11 +47,16 @@ class ImageResult:
 
 
 class Scorer:
-    """Base class: subclasses implement ``_infer`` (crops (n, 3, s, s) float32 pixels -> scores (n,))."""
+    """Base class: subclasses implement ``_infer`` (crops (n, 3, s, s) float32 pixels -> scores (n,)).
+
+    Constructors take ``(path, precision=None, device=None, threads=None)``; ``precision`` None means the
+    artifact's own. An artifact exported for a fixed batch (``metadata["batch"]``, e.g. one image's crops for
+    LiteRT and ExecuTorch) is fed in chunks of that size, the last one padded."""
 
     backend = "base"
 
-    def __init__(self, path: str | Path, metadata: dict[str, Any], precision: str) -> None:
+    def __init__(self, path: str | Path, metadata: dict[str, Any], precision: Precision | str,
+                 device: str | None = None) -> None:
         self.path = Path(path)
         self.metadata = metadata
         try:
@@ -50,8 +64,12 @@ class Scorer:
             self.scale = ScoreScale.from_dict(metadata["score"])
         except KeyError as exc:
             raise ArtifactError(f"{path}: lmliqa metadata lacks {exc}; was it written by `lmliqa export`?") from None
-        self.precision = precision  # the precision that executes, as the backend reports it
+        self.precision = Precision(precision)   # the precision that executes, as the backend reports it
+        self.weights = Precision(metadata.get("weights") or "fp32")   # how the artifact stores its weights
+        self.device = device or "cpu"
         self.detail = ""            # what else the backend does to the precision (e.g. layers kept f32)
+        batch = metadata.get("batch")
+        self.fixed_batch: int | None = int(batch) if isinstance(batch, int) else None
 
     # ------------------------------------------------------------------ subclasses
     def _infer(self, crops: np.ndarray) -> np.ndarray:
@@ -64,7 +82,17 @@ class Scorer:
         s = self.contract.crop_size
         if crops.ndim != 4 or crops.shape[1:] != (3, s, s):
             raise ValueError(f"crops must be (n, 3, {s}, {s}) float32 pixels, got {crops.shape}")
-        return np.asarray(self._infer(crops), dtype=np.float64).reshape(-1)
+        b = self.fixed_batch
+        if b is None or len(crops) == b:
+            return np.asarray(self._infer(crops), dtype=np.float64).reshape(-1)
+        out = []
+        for i in range(0, len(crops), b):   # fixed-batch artifact: whole chunks, the last one padded
+            chunk = crops[i:i + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
+            out.append(np.asarray(self._infer(np.ascontiguousarray(chunk)), dtype=np.float64).reshape(-1)[:n])
+        return np.concatenate(out)
 
     def score(self, image: ImageSource) -> ImageResult:
         return next(iter(self.score_many([image], batch_size=1)))
@@ -104,8 +132,8 @@ class Scorer:
             yield ImageResult(name, self.contract.aggregate(s), [float(v) for v in s], "")
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "precision": self.precision, "precision_detail": self.detail,
-                "path": str(self.path),
+        return {"backend": self.backend, "precision": self.precision.value, "precision_detail": self.detail,
+                "weights": self.weights.value, "device": self.device, "path": str(self.path),
                 "model": self.metadata.get("model"), "crop_size": self.contract.crop_size,
                 "eval_crops": self.contract.n_eval_crops, "score": self.scale.to_dict()}
 

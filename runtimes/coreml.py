@@ -1,5 +1,7 @@
-"""Core ML scorer. MLModel.predict exists only on macOS; elsewhere loading raises BackendUnavailable and
-the package can only be inspected (see lmliqa.runtimes.coreml_inspect)."""
+"""Core ML scorer. MLModel.predict exists only on macOS; elsewhere loading raises BackendUnavailable and the
+package can only be inspected (``inspect``: spec, metadata and, for compressed weights, the round trip recorded
+at quantization). Devices are Core ML compute units: ALL (CPU, GPU and the Neural Engine), CPU_ONLY (default,
+the deterministic one), CPU_AND_GPU, CPU_AND_NE."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import ArtifactError, BackendUnavailable, Scorer
+from lmliqa.targets import Capability, Precision, Support
+
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+
+COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The lmliqa metadata of an .mlpackage, read from its spec (works on any platform)."""
+def _ct():
     try:
         from lmliqa._quiet import quiet_imports
 
@@ -22,6 +27,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             import coremltools as ct
     except ImportError as exc:
         raise BackendUnavailable("coremltools is not installed: pip install 'lmliqa[export]'") from exc
+    return ct
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The lmliqa metadata of an .mlpackage, read from its spec (works on any platform)."""
+    from lmliqa._quiet import quiet_imports
+
+    ct = _ct()
     with quiet_imports():
         spec = ct.utils.load_spec(str(path))
     raw = spec.description.metadata.userDefined.get("lmliqa")
@@ -33,21 +46,48 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 class CoreMLScorer(Scorer):
     backend = "coreml"
 
-    def __init__(self, path: str | Path, precision: str | None = None, threads: int | None = None,
-                 compute_units: str = "CPU_ONLY") -> None:
+    def __init__(self, path: str | Path, precision: Precision | None = None, device: str | None = None,
+                 threads: int | None = None) -> None:
         metadata = read_metadata(path)
-        stored = metadata.get("precision", "fp32")
+        stored = Precision(metadata.get("precision", "fp32"))
         if precision not in (None, stored):
-            raise ValueError(f"{path} was converted with {stored} compute precision; export the other one")
+            raise PrecisionUnsupported(f"{path} was converted for {stored}; export the other precision")
+        device = device or "CPU_ONLY"
+        if device not in COMPUTE_UNITS:
+            raise DeviceUnavailable(f"Core ML device {device!r}: choose a compute unit from {COMPUTE_UNITS}")
         if sys.platform != "darwin":
             raise BackendUnavailable("Core ML prediction needs macOS (coremltools: 'Model prediction is only "
                                      "supported on macOS'); export and inspection work here")
-        import coremltools as ct
-
-        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
-        super().__init__(path, metadata, stored)
+        ct = _ct()
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, device))
+        super().__init__(path, metadata, stored, device)
         self.input_name = metadata["input"]["name"]
         self.output_name = metadata["output"]["name"]
 
     def _infer(self, crops: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict({self.input_name: crops})[self.output_name])
+
+
+SCORER = CoreMLScorer
+
+
+def inspect(path: Path) -> str:
+    """What off-macOS checks say of a package (raises when even that fails)."""
+    meta = read_metadata(path)
+    rt = meta.get("weights_roundtrip")
+    extra = (f"; weights round trip: min SQNR {rt['min_sqnr_db']:.1f} dB over {rt['n_weights_compared']} "
+             "compressed weights" if rt and rt.get("min_sqnr_db") is not None else "")
+    return f"package and metadata checked ({meta.get('precision')}{extra}); predict needs macOS"
+
+
+def probe() -> list[Capability]:
+    _ct()
+    mac = sys.platform == "darwin"
+    out = []
+    for p in (Precision.FP32, Precision.FP16, Precision.W8, Precision.PAL6, Precision.PAL4):
+        if mac:
+            out.append(Capability("coreml", p, Support.RUNS, "MLModel.predict"))
+        else:
+            out.append(Capability("coreml", p, Support.SIMULATED, "package spec/metadata inspected"
+                                  + (", weights round trip" if p.quantized else "") + "; predict needs macOS"))
+    return out

@@ -1,41 +1,91 @@
-"""ONNX Runtime scorer (CPU; CUDA when onnxruntime-gpu is installed and asked for)."""
+"""ONNX Runtime scorer: CPU by default; ``device="cuda"`` / ``"cuda:N"`` (onnxruntime-gpu), or any installed
+execution provider by name (``"TensorrtExecutionProvider"``, ...). An absent provider is an error, never a silent
+CPU fallback."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .base import ArtifactError, BackendUnavailable, Scorer
+from lmliqa.targets import Capability, Precision, Support
+
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable("onnxruntime is not installed: pip install 'lmliqa[onnx]'") from exc
+    return ort
+
+
+def providers_for(device: str | None) -> list[Any]:
+    """Execution providers for DEVICE, checked against what this onnxruntime build has."""
+    ort = _ort()
+    available = ort.get_available_providers()
+    if device in (None, "cpu", "CPU"):
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        name, opts = "CUDAExecutionProvider", {"device_id": int(device.split(":", 1)[1]) if ":" in device else 0}
+    else:
+        name, opts = device, {}
+    if name not in available:
+        raise DeviceUnavailable(f"ONNX Runtime device {device!r} needs {name}, which this onnxruntime build lacks "
+                                f"(available: {', '.join(available)})")
+    return [(name, opts), "CPUExecutionProvider"]
+
+
+def read_metadata(path: str | Path, session=None) -> dict[str, Any]:
+    if session is None:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        raw = {p.key: p.value for p in proto.metadata_props}.get("lmliqa")
+    else:
+        raw = session.get_modelmeta().custom_metadata_map.get("lmliqa")
+    if raw is None:
+        raise ArtifactError(f"{path}: ONNX model without lmliqa metadata")
+    return json.loads(raw)
 
 
 class OnnxRuntimeScorer(Scorer):
     backend = "onnxruntime"
 
-    def __init__(self, path: str | Path, precision: str | None = None, threads: int | None = None,
-                 device: str = "cpu") -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailable("onnxruntime is not installed: pip install 'lmliqa[onnx]'") from exc
+    def __init__(self, path: str | Path | bytes, precision: Precision | None = None, device: str | None = None,
+                 threads: int | None = None) -> None:
+        """PATH: an .onnx file, or the serialized model (bytes, e.g. a model being quantized)."""
+        ort = _ort()
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        raw = self.session.get_modelmeta().custom_metadata_map.get("lmliqa")
-        if raw is None:
-            raise ArtifactError(f"{path}: ONNX model without lmliqa metadata")
-        metadata = json.loads(raw)
-        stored = metadata.get("precision", "fp32")
+        model = path if isinstance(path, bytes) else str(path)
+        self.session = ort.InferenceSession(model, opts, providers=providers_for(device))
+        name = "<in memory>" if isinstance(path, bytes) else path
+        metadata = read_metadata(name, self.session)
+        stored = Precision(metadata.get("precision", "fp32"))
         if precision not in (None, stored):
-            raise ValueError(f"{path} carries {stored} weights; ONNX Runtime runs them as stored "
-                             f"(asked for {precision}); export another precision instead")
-        super().__init__(path, metadata, stored)
+            raise PrecisionUnsupported(f"{name} is a {stored} model; ONNX Runtime runs it as stored "
+                                       f"(asked for {precision}): export that precision instead")
+        super().__init__(name, metadata, stored, device)
         self.input_name = self.session.get_inputs()[0].name
         self.threads = threads
 
     def _infer(self, crops: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: crops})[0]
+
+
+SCORER = OnnxRuntimeScorer
+
+
+def probe() -> list[Capability]:
+    ort = _ort()
+    gpu = "CUDAExecutionProvider" in ort.get_available_providers()
+    where = "CPU" + (" and CUDA" if gpu else "")
+    return [Capability("onnx", Precision.FP32, Support.RUNS, where),
+            Capability("onnx", Precision.FP16, Support.RUNS, f"the FP16 ONNX written for TensorRT, {where}"),
+            Capability("onnx", Precision.INT8, Support.RUNS, f"Q/DQ, {where}")]

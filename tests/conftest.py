@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +89,50 @@ def livec_run(tmp_path_factory, livec_train_dir):
     cfg = resolve_config("mobile", data=f"folder:{livec_train_dir}", out=str(out), split="all", epochs=3,
                          deploy="student", threads=2, eval_every=0)
     return out, train(cfg)
+
+
+ALL_TARGETS = ["onnx", "openvino", "coreml", "tensorrt", "litert", "executorch"]
+
+
+@pytest.fixture(scope="session")
+def exported(mobile_run, tmp_path_factory):
+    """The CI model exported for every target (FP32 and the float reduced precisions)."""
+    from lmliqa.export import export_checkpoint
+
+    out_dir, _ = mobile_run
+    ckpt = out_dir / "final.safetensors"
+    out = tmp_path_factory.mktemp("export")
+    results = {r.target: r for r in export_checkpoint(ckpt, ALL_TARGETS, out)}
+    return ckpt, out, results
+
+
+@pytest.fixture(scope="session")
+def torch_scores(exported, photos):
+    from lmliqa.runtimes import load
+
+    ckpt, _, _ = exported
+    return np.array([r.score for r in load(ckpt).score_many(photos)])
+
+
+@pytest.fixture(scope="session")
+def quantized(livec_run, livec_train_dir, tmp_path_factory):
+    """A model trained on 160 real dev photos, exported and quantized for every target, calibrated on its own
+    training photos (the default); the gates run on 24 other photos."""
+    from lmliqa.export import export_checkpoint
+    from lmliqa.quantize import quantize_models
+
+    out_dir, _ = livec_run
+    ckpt = out_dir / "final.safetensors"
+    out = tmp_path_factory.mktemp("quantized")
+    export_checkpoint(ckpt, ["onnx", "openvino", "coreml", "litert", "executorch"], out)
+    # tensorrt's FP32 parent is the ONNX: no export of its own is needed
+    report = quantize_models(out, ALL_TARGETS, n_calib=16, n_val=48)
+    return ckpt, out, report
+
+
+@pytest.fixture(scope="session")
+def fp32_scores(quantized, photos):
+    from lmliqa.runtimes import load
+
+    ckpt, _, _ = quantized
+    return np.array([r.score for r in load(ckpt).score_many(photos)])

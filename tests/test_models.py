@@ -159,6 +159,6 @@ def test_info_json_reports_presets_and_backends(capsys):
     assert abs(presets["paper"]["params"] - 24.0e6) <= 0.1e6
     assert presets["paper"]["gmac_per_crop"] == pytest.approx(4.67, abs=0.01)
     assert presets["mobile"]["params"] < 6e6 and presets["mobile"]["pretrained"] == "offline"
-    backends = {b["backend"]: b for b in info["backends"]}
-    assert backends["torch"]["status"] == "available"
-    assert set(backends) == {"torch", "onnxruntime", "openvino", "coreml", "tensorrt"}
+    found = {t["target"]: t for t in info["targets"]}
+    assert found["torch"]["stages"] == {"runtime": True} and found["torch"]["versions"]["torch"]
+    assert set(found) == {"torch", "onnx", "openvino", "coreml", "tensorrt", "litert", "executorch"}

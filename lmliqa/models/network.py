@@ -32,6 +32,8 @@ class QualityOutput(NamedTuple):
 class ViTTokens(nn.Module):
     """timm ViT: CLS token and patch tokens after the final norm (DEIQT's F_cls, F_p)."""
 
+    kind = "vit"   # its float-scope regions: lmliqa.scope.ENCODER_REGIONS
+
     def __init__(self, vit: nn.Module) -> None:
         super().__init__()
         self.vit = vit
@@ -47,6 +49,8 @@ class ConvTokens(nn.Module):
     """timm CNN: the last feature map flattened to tokens and projected to the decoder width;
     the global-average-pooled map, projected the same way, stands in for the CLS feature."""
 
+    kind = "cnn"   # its float-scope regions: lmliqa.scope.ENCODER_REGIONS
+
     def __init__(self, cnn: nn.Module, dim: int) -> None:
         super().__init__()
         self.cnn = cnn
@@ -56,9 +60,17 @@ class ConvTokens(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tokens:
         f = self.cnn.forward_features(x)                # (B, C, h, w)
-        tokens = self.norm(self.proj(f.flatten(2).transpose(1, 2)))
-        cls = self.norm(self.proj(f.mean(dim=(2, 3))))
-        return Tokens(cls, tokens)
+        # The pooled feature and the h*w tokens go through proj and norm as one sequence: one call of each
+        # module, not two. (Two calls of a shared Linear make ExecuTorch's XNNPACK partitioner merge them into
+        # one delegate around the non-delegated LayerNorm between them: "found dependency cycles".) The pooling
+        # keeps its dims so that it lowers to a global average pool.
+        # The sequence is made contiguous first: a quantized Linear on the transposed view breaks ExecuTorch
+        # 1.5.1's XNNPACK lowering (ConvertToLinearPass). (Flattening it to 2-D rows instead makes ONNX Runtime
+        # 1.32 crash on the FP16 ONNX at full graph optimisation.) The math is the same either way.
+        pooled = f.mean(dim=(2, 3), keepdim=True).flatten(2)          # (B, C, 1)
+        seq = torch.cat([pooled, f.flatten(2)], dim=2).transpose(1, 2).contiguous()   # (B, 1 + h*w, C)
+        z = self.norm(self.proj(seq))
+        return Tokens(z[:, 0], z[:, 1:])
 
 
 class QualityNet(nn.Module):
@@ -96,6 +108,13 @@ class QualityNet(nn.Module):
         for attn in (self.decoder.self_attn, self.decoder.multihead_attn):
             nn.init.trunc_normal_(attn.in_proj_weight, std=0.02)
             nn.init.zeros_(attn.in_proj_bias)
+
+    @property
+    def regions(self) -> dict[str, tuple[str, ...]]:
+        """Float-scope region -> module-path prefixes in this network (lmliqa.scope)."""
+        from ..scope import network_regions
+
+        return network_regions(self.encoder.kind)
 
     def forward_all(self, x: torch.Tensor, need_attn: bool = False) -> QualityOutput:
         x = (x - self.pixel_mean) / self.pixel_std

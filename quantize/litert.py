@@ -1,0 +1,37 @@
+"""LiteRT INT8 (.tflite): litert-torch's PT2E quantizer (static, symmetric int8 activations, per-channel int8
+weights) on the same fixed-batch program as the FP32 parent, calibrated on the contract's eval crops, with the
+float scope left unannotated; litert-torch lowers the Q/DQ graph to TFLite int8 kernels (XNNPACK QS8 on CPUs).
+
+Why PT2E rather than ai-edge-quantizer's static int8 on the FP32 .tflite: measured on the fold-0 model
+(`benchmarks/litert_int8_tools.py`, README "Targets"), and the float scope is expressed on the torch graph's
+module paths, as for every other target; ai-edge-quantizer can only select ops by TFLite tensor-name regexes.
+"""
+
+from __future__ import annotations
+
+from lmliqa.export.litert import torch2litert
+
+from ._pt2e import count_kept, keep_float, quantize_program, strip_annotations
+
+PARENT = "litert"
+
+
+def quantize(ctx):
+    """The lmliqa.targets stage: M_int8.tflite."""
+    import torchao
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from . import QuantOutput
+
+    batch = int(ctx.parent.metadata["batch"])
+    keep = keep_float(ctx.scope, ctx.metadata, ctx.program)
+    quantizer = strip_annotations(PT2EQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)), keep)
+    module, example = quantize_program(ctx.program, batch, quantizer, ctx.calib, fold_quantize=False)
+    info = {"tool": f"litert-torch PT2EQuantizer (torchao {torchao.__version__})", "activations": "int8 per-tensor "
+            "symmetric (histogram observer)", "weights": "int8 per-channel symmetric",
+            "n_ops_kept_float": count_kept(ctx.program, keep)}
+    path = ctx.path("{m}_int8.tflite")
+    torch2litert(module, example, path, ctx.artifact_metadata(info), QuantConfig(pt2e_quantizer=quantizer))
+    return QuantOutput([path], info)
