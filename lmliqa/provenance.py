@@ -38,6 +38,8 @@ def provenance() -> dict[str, Any]:
     from . import __version__
     from .targets import tool_versions
 
-    return {"command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]), "commit": git_commit(),
+    prog = Path(sys.argv[0]).name
+    prog = "lmliqa" if prog == "__main__.py" else prog       # python -m lmliqa
+    return {"command": " ".join([prog] + sys.argv[1:]), "commit": git_commit(),
             "lmliqa": __version__, "python": platform.python_version(), "versions": tool_versions(),
             "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform()}}
