@@ -114,10 +114,8 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target],
 
 
 def export_target(target: Target, ctx: ExportContext, options: dict[str, Any], verbose: bool = False) -> ExportResult:
-    missing = target.missing(Stage.EXPORT)
-    if missing:
-        return ExportResult(target.name, Status.UNAVAILABLE, f"{', '.join(missing)} not installed "
-                                                             f"({target.requires_hint()})")
+    if why := target.unavailable(Stage.EXPORT):
+        return ExportResult(target.name, Status.UNAVAILABLE, why)
     try:
         paths = target.stage(Stage.EXPORT).export(ctx, **options)
     except PartialExport as exc:

@@ -14,7 +14,7 @@ from lmliqa.models.checkpoint import load_checkpoint
 from lmliqa.models.network import QualityNet
 from lmliqa.models.weights import sha256_file
 from lmliqa.scope import FloatScope, ScopeError, under
-from lmliqa.targets import tool_versions
+from lmliqa.targets import Precision, tool_versions
 
 INPUT_NAME = "pixels"
 OUTPUT_NAME = "score"
@@ -80,6 +80,27 @@ def _crop_size(program: torch.export.ExportedProgram) -> int:
     user_inputs = [n for n in program.graph.nodes if n.op == "placeholder"
                    and n.name in program.graph_signature.user_inputs]
     return int(user_inputs[0].meta["val"].shape[-1])
+
+
+def check_against_program(program: torch.export.ExportedProgram, scorer) -> float:
+    """A cheap check right after writing an artifact: SCORER (the runtime users run) and PROGRAM on one fixed
+    random batch; an FP32 artifact must agree to 0.01 score units, a reduced-precision one to 0.5, or the export
+    fails with the number. Returns max |d|."""
+    import numpy as np
+
+    batch = scorer.fixed_batch or EXAMPLE_BATCH
+    x = example_input(scorer.contract.crop_size, batch)
+    with torch.no_grad():
+        ref = program.module()(x).numpy().astype(np.float64)
+    err = float(np.abs(scorer.infer(x.numpy()) - ref).max())
+    precision = scorer.precision
+    if precision is Precision.FP32 and scorer.weights is Precision.FP16:   # f32 compute on fp16 weights: reduced
+        precision = Precision.FP16
+    tol = precision.gate.max_abs
+    if tol is not None and not err <= tol:
+        raise ExportError(f"{scorer.path.name}: {scorer.backend} disagrees with the program by {err:.4g} (> {tol}) "
+                          "on a random batch")
+    return err
 
 
 def save_program(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any]) -> Path:

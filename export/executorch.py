@@ -19,15 +19,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ._graph import ExportError, example_input, metadata_json, static_program
+from ._graph import ExportError, check_against_program, metadata_json, static_program
 
 METADATA_METHOD = "lmliqa_metadata"
 # ops that must run inside XNNPACK: everything heavy in the network
 MUST_DELEGATE = ("convolution", "linear", "addmm", "_mm_", "bmm", "matmul")
-CHECK_TOLERANCE = {"fp32": 0.01}
 
 
 def export(ctx) -> list[Path]:
@@ -75,15 +73,7 @@ def delegation_report(gm: torch.fx.GraphModule) -> dict[str, Any]:
 
 
 def check(program, path: Path) -> float:
-    """Run PATH under ExecuTorch on a random batch and compare with PROGRAM; returns max |d|."""
+    """Run PATH under ExecuTorch against the program (export/_graph.py: check_against_program)."""
     from lmliqa.runtimes.executorch import ExecuTorchScorer
 
-    scorer = ExecuTorchScorer(path)
-    x = example_input(scorer.contract.crop_size, scorer.fixed_batch).numpy()
-    with torch.no_grad():
-        ref = program.module()(torch.from_numpy(x)).numpy().astype(np.float64)
-    err = float(np.abs(scorer.infer(x) - ref).max())
-    tol = CHECK_TOLERANCE.get(scorer.precision.value)
-    if tol is not None and not err <= tol:
-        raise ExportError(f"{path.name}: ExecuTorch disagrees with the program by {err:.4g} (> {tol})")
-    return err
+    return check_against_program(program, ExecuTorchScorer(path))

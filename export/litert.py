@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ._graph import ExportError, static_program
+from ._graph import ExportError, check_against_program, static_program
 
 METADATA_NAME = "lmliqa"
-CHECK_TOLERANCE = {"fp32": 0.01, "fp16": 0.5}
 
 
 def export(ctx) -> list[Path]:
@@ -90,20 +89,12 @@ def _name(entry) -> str:
 
 
 def check(program, path: Path) -> float:
-    """Run PATH under LiteRT on a fixed random batch and compare with PROGRAM; records and returns max |d|."""
-    import torch
+    """Run PATH under LiteRT against the program (export/_graph.py: check_against_program) and record max |d| in
+    the file's metadata."""
     from lmliqa.runtimes.litert import LiteRTScorer
 
     scorer = LiteRTScorer(path)
-    s, batch = scorer.contract.crop_size, scorer.fixed_batch
-    x = np.random.default_rng(0).uniform(0, 255, (batch, 3, s, s)).astype(np.float32)
-    with torch.no_grad():
-        ref = program.module()(torch.from_numpy(x)).numpy().astype(np.float64)
-    err = float(np.abs(scorer.infer(x) - ref).max())
-    tol = CHECK_TOLERANCE.get(scorer.precision.value)
-    if tol is not None and not err <= tol:
-        raise ExportError(f"{path.name}: LiteRT disagrees with the program by {err:.4g} (> {tol}) on a random batch")
-    meta = json.loads(json.dumps(scorer.metadata))
-    meta["export_check"] = {"max_abs_vs_program": err, "batch": batch}
+    err = check_against_program(program, scorer)
+    meta = {**scorer.metadata, "export_check": {"max_abs_vs_program": err, "batch": scorer.fixed_batch}}
     write_metadata(path, json.dumps(meta, sort_keys=True))
     return err

@@ -13,8 +13,17 @@ OPSET = 18
 
 
 def export(ctx) -> list[Path]:
-    """The lmliqa.targets stage: M.onnx (FP32)."""
-    return [torch2onnx(ctx.program, ctx.path("{m}.onnx"), ctx.metadata)]
+    """The lmliqa.targets stage: M.onnx (FP32), checked under ONNX Runtime against the program where it is installed."""
+    import importlib.util
+
+    path = torch2onnx(ctx.program, ctx.path("{m}.onnx"), ctx.metadata)
+    if importlib.util.find_spec("onnxruntime"):
+        from lmliqa.runtimes.onnxruntime import OnnxRuntimeScorer
+
+        from ._graph import check_against_program
+
+        check_against_program(ctx.program, OnnxRuntimeScorer(path))
+    return [path]
 
 
 def torch2onnx(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any]) -> Path:

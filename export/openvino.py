@@ -29,9 +29,15 @@ OV_CONVS = ("Convolution", "GroupConvolution")
 
 
 def export(ctx, keep_f32: str | None = None, openvino_fp16_weights: bool = False) -> list[Path]:
-    """The lmliqa.targets stage: M_openvino/M.xml (+ .bin)."""
-    return [torch2openvino(ctx.program, ctx.path("{m}_openvino/{m}.xml"), ctx.metadata,
-                           compress_to_fp16=openvino_fp16_weights, keep_f32=keep_f32)]
+    """The lmliqa.targets stage: M_openvino/M.xml (+ .bin), checked in f32 against the program."""
+    from lmliqa.runtimes.openvino import OpenVinoScorer
+
+    from ._graph import check_against_program
+
+    path = torch2openvino(ctx.program, ctx.path("{m}_openvino/{m}.xml"), ctx.metadata,
+                          compress_to_fp16=openvino_fp16_weights, keep_f32=keep_f32)
+    check_against_program(ctx.program, OpenVinoScorer(path))
+    return [path]
 
 
 def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: dict[str, Any],

@@ -132,6 +132,11 @@ class Target:
         """Import names this stage needs that are not installed here."""
         return [m for m in self.requires.get(stage, ()) if importlib.util.find_spec(m) is None]
 
+    def unavailable(self, stage: Stage) -> str:
+        """Why this stage cannot run here ('' when it can): the missing packages and how to install them."""
+        missing = self.missing(stage)
+        return f"{', '.join(missing)} not installed ({self.requires_hint()})" if missing else ""
+
     def options_for(self, stage: Stage) -> tuple[Option, ...]:
         return tuple(o for o in self.options if o.stage is stage)
 

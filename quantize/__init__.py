@@ -173,10 +173,8 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
 
 def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any],
                     verbose: bool = False) -> QuantResult:
-    missing = target.missing(Stage.QUANTIZE)
-    if missing:
-        return QuantResult(target.name, Status.UNAVAILABLE, f"{', '.join(missing)} not installed "
-                                                            f"({target.requires_hint()})")
+    if why := target.unavailable(Stage.QUANTIZE):
+        return QuantResult(target.name, Status.UNAVAILABLE, why)
     try:
         res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
         validation = {p.name: _validate(ctx, p) for p in res.paths}
