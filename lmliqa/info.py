@@ -1,4 +1,4 @@
-"""What `lmliqa info` reports: version, presets with their cost, installed backends."""
+"""What `lmliqa info` reports: version, presets with their cost, the registered targets and what this machine can do."""
 
 from __future__ import annotations
 

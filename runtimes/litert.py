@@ -11,6 +11,7 @@ network); the base scorer feeds it in chunks of that size.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ class LiteRTScorer(Scorer):
         if device not in (None, "cpu", "CPU"):
             raise DeviceUnavailable(f"LiteRT device {device!r}: this build runs on the CPU (XNNPACK); the GPU and "
                                     "NPU delegates live in the Android runtime")
-        self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads)
+        # None: every core, like the other runtimes (the interpreter's own default is one thread)
+        self.interpreter = interpreter.Interpreter(model_path=str(path), num_threads=threads or os.cpu_count())
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]["index"]
         self._out = self.interpreter.get_output_details()[0]["index"]
