@@ -76,8 +76,11 @@ def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, Target, str |
     from lmliqa import targets
 
     out: list[tuple[Path, Target, str | None, str]] = [(checkpoint, targets.get("torch"), "fp32", "")]
+    probes: dict[str, dict] = {}                     # one probe per target, not per artifact
     for art in targets.discover(models):
-        caps = {c.precision: c for c in art.target.probe()}
+        if art.target.name not in probes:
+            probes[art.target.name] = {c.precision: c for c in art.target.probe()}
+        caps = probes[art.target.name]
         for precision in art.target.run_precisions(art.precision):
             cap = caps.get(precision or art.precision)
             why = "" if cap is None or cap.support is Support.RUNS else str(cap)

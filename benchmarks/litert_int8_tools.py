@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lmliqa.export._graph import load_program
+from lmliqa.export._graph import load_program, program_runner
 from lmliqa.export.litert import torch2litert, write_metadata
 from lmliqa.quantize._pt2e import keep_float, quantize_program, strip_annotations
 from lmliqa.quantize.calib import image_scores, load_images
@@ -72,7 +72,7 @@ def main() -> None:
     meta = load(fp32).metadata
     contract = PreprocessContract.from_dict(meta["contract"])
     calib, val = load_images(args.calib, contract, args.n_calib), load_images(args.val, contract)
-    ref = image_scores(_program_runner(program), val, contract)
+    ref = image_scores(program_runner(program), val, contract)
     rows, scorers = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -112,18 +112,6 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"provenance": provenance(), "models": str(models), "calib": args.calib,
                                                "val": args.val, "n_val": len(val.names), "fp32_ms_per_image": fp32_ms,
                                                "rows": rows}, indent=2))
-
-
-def _program_runner(program):
-    import torch
-
-    module = program.module()
-
-    def run(crops):
-        with torch.no_grad():
-            return module(torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))).numpy()
-
-    return run
 
 
 if __name__ == "__main__":

@@ -42,10 +42,6 @@ class ExportResult:
     def ok(self) -> bool:
         return self.status is Status.OK
 
-    @property
-    def format(self) -> str:      # the CLI's word for a target
-        return self.target
-
     def line(self) -> str:
         return f"{self.target:<10} {self.status}" + (f": {self.reason}" if self.reason else "") + \
             (f"  -> {', '.join(self.paths)}" if self.paths else "")
@@ -76,10 +72,6 @@ class ExportContext:
     @property
     def model_name(self) -> str:
         return self.metadata["model"]
-
-    @property
-    def crop_size(self) -> int:
-        return int(self.metadata["contract"]["crop_size"])
 
     @property
     def n_crops(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 from typing import Any
 
@@ -16,15 +15,11 @@ def target_status() -> list[dict[str, Any]]:
     """Each registered target (and the torch reference): its runtime's packages, their versions, whether the
     runtime imports here, and which stages are installed."""
     rows = []
+    installed = targets.tool_versions()
     for t in targets.targets(reference=True):
         stages = {s.value: not t.missing(s) for s in (Stage.EXPORT, Stage.QUANTIZE, Stage.RUNTIME)
                   if (s is Stage.RUNTIME) or (t.export_module if s is Stage.EXPORT else t.quantize_module)}
-        versions = {}
-        for dist in t.tools:
-            try:
-                versions[dist] = importlib.metadata.version(dist)
-            except importlib.metadata.PackageNotFoundError:
-                continue
+        versions = {d: installed[d] for d in t.tools if d in installed}
         rows.append({"target": t.name, "runtime": t.title, "devices": t.devices,
                      "precisions": [p.value for p in t.precisions], "stages": stages, "versions": versions,
                      "reference": t.reference})

@@ -119,6 +119,7 @@ class Target:
     folder: bool = False             # an artifact may be a folder holding one file with a suffix (OpenVINO IR)
     reference: bool = False          # the torch reference, not a deployment target
     gates: dict[Precision, Gate] = field(default_factory=dict)
+    extra: str = "all"               # the pip extra that installs its tools: lmliqa[extra]
 
     # ------------------------------------------------------------------ stages
     def stage(self, stage: Stage):
@@ -177,7 +178,7 @@ class Target:
         return fn(path) if fn else None
 
     def requires_hint(self) -> str:
-        return f"pip install 'lmliqa[{EXTRAS.get(self.name, 'all')}]'"
+        return f"pip install 'lmliqa[{self.extra}]'"
 
     # ------------------------------------------------------------------ artifacts
     def owns(self, path: Path) -> bool:
@@ -203,8 +204,6 @@ class Artifact:
 
 
 _REGISTRY: dict[str, Target] = {}
-EXTRAS = {"onnx": "onnx", "openvino": "openvino", "coreml": "export", "tensorrt": "export", "litert": "android",
-          "executorch": "android", "torch": "train"}
 
 
 def register(target: Target) -> Target:
@@ -332,6 +331,7 @@ _MAX_DROP = Option("max_drop", "--max-drop", "accuracy control: the largest SRCC
 register(Target(
     "torch", "PyTorch (reference)", "torch", "CPU, CUDA", (".safetensors",), (P.FP32, P.BF16),
     "lmliqa.runtimes.torch", reference=True, requires={Stage.RUNTIME: ("torch", "timm")}, tools=("torch", "timm"),
+    extra="train",
 ))
 register(Target(
     "onnx", "ONNX Runtime", "onnxruntime",
@@ -343,6 +343,7 @@ register(Target(
     options=(Option("onnx_tool", "--onnx-tool", "nncf (default; measured best) or ort (ONNX Runtime's "
                     "quantize_static)", Stage.QUANTIZE, default="nncf", choices=("nncf", "ort")),
              _MAX_DROP, *_NNCF_OPTS),
+    extra="onnx",
 ))
 register(Target(
     "openvino", "OpenVINO", "openvino", "Intel/AMD/ARM CPUs (CPU), Intel GPUs (GPU), Intel NPUs (NPU), AUTO",
@@ -356,20 +357,21 @@ register(Target(
              Option("openvino_fp16_weights", "--openvino-fp16-weights", "store the IR's weights in fp16 (half the "
                     "size, decompressed to f32 at load)", type=None, is_flag=True, default=False),
              _MAX_DROP, *_NNCF_OPTS),
+    extra="openvino",
 ))
 register(Target(
     "coreml", "Core ML", "coreml", "iPhone, iPad, Mac: CPU, GPU, Neural Engine (compute units ALL, CPU_ONLY, "
     "CPU_AND_GPU, CPU_AND_NE)", (".mlpackage",), (P.FP32, P.FP16, P.W8, P.PAL6, P.PAL4),
     "lmliqa.runtimes.coreml", "lmliqa.export.coreml", "lmliqa.quantize.coreml",
     requires={Stage.EXPORT: ("coremltools",), Stage.QUANTIZE: ("coremltools",), Stage.RUNTIME: ("coremltools",)},
-    tools=("coremltools",),
+    tools=("coremltools",), extra="export",
 ))
 register(Target(
     "tensorrt", "TensorRT", "tensorrt", "NVIDIA GPUs (datacenter, RTX, Jetson): cuda:N", (".plan", ".engine"),
     (P.FP16, P.INT8), "lmliqa.runtimes.tensorrt", "lmliqa.export.tensorrt", "lmliqa.quantize.tensorrt",
     requires={Stage.EXPORT: ("onnx", "onnxscript", "onnxconverter_common"),
               Stage.QUANTIZE: ("onnx", "onnxruntime", "nncf"), Stage.RUNTIME: ("tensorrt",)},
-    tools=("onnxconverter-common", "tensorrt"), options=(*_NNCF_OPTS,),
+    tools=("onnxconverter-common", "tensorrt"), options=(*_NNCF_OPTS,), extra="export",
 ))
 register(Target(
     "litert", "LiteRT (TFLite)", "litert", "Android and embedded Linux CPUs through XNNPACK (GPU/NPU delegates on "
@@ -377,7 +379,7 @@ register(Target(
     "lmliqa.export.litert", "lmliqa.quantize.litert",
     requires={Stage.EXPORT: ("litert_torch", "ai_edge_litert"), Stage.QUANTIZE: ("litert_torch", "ai_edge_litert"),
               Stage.RUNTIME: ("ai_edge_litert",)},
-    tools=("litert-torch", "ai-edge-litert", "torchao"),
+    tools=("litert-torch", "ai-edge-litert", "torchao"), extra="android",
 ))
 register(Target(
     "executorch", "ExecuTorch", "executorch", "Android, iOS and embedded CPUs through the XNNPACK delegate",
@@ -385,5 +387,5 @@ register(Target(
     "lmliqa.quantize.executorch",
     requires={Stage.EXPORT: ("executorch",), Stage.QUANTIZE: ("executorch", "torchao"),
               Stage.RUNTIME: ("executorch",)},
-    tools=("executorch", "torchao"),
+    tools=("executorch", "torchao"), extra="android",
 ))

@@ -48,10 +48,6 @@ class QuantResult:
     paths: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def format(self) -> str:
-        return self.target
-
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "status": self.status.value, "reason": self.reason, "paths": self.paths,
                 "details": self.details}
@@ -112,14 +108,14 @@ class QuantizeContext:
     def metadata_json(self, info: dict[str, Any], precision: Precision | str = Precision.INT8, **extra: Any) -> str:
         return json.dumps(self.artifact_metadata(info, precision, **extra), sort_keys=True)
 
-    def validate(self, path: Path, threads: int | None = None) -> Fidelity:
-        """The artifact's per-image scores on the validation images, through lmliqa.runtimes, against the
-        program's."""
+    def validate(self, path: Path, threads: int | None = None) -> tuple[Any, Fidelity]:
+        """(scorer, fidelity): the artifact loaded through lmliqa.runtimes, and its per-image scores on the
+        validation images against the program's."""
         from lmliqa.runtimes import load
 
         scorer = load(path, threads=threads)
         got = image_scores(scorer.infer, self.val, self.contract)
-        return compare(self.reference, got, self.val.mos)
+        return scorer, compare(self.reference, got, self.val.mos)
 
 
 def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
@@ -138,6 +134,8 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
     _quiet_nncf(verbose)
     out = Path(models)
     t0 = time.perf_counter()
+    from lmliqa.export._graph import program_runner
+
     program, metadata = _program(out, checkpoint)
     if not isinstance(scope, FloatScope):
         scope = FloatScope.parse(scope, default=DEFAULT_SCOPE[metadata["encoder_kind"]])
@@ -149,7 +147,7 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
 
     contract = PreprocessContract.from_dict(metadata["contract"])
     calib_set, val_set = build_sets(calib, contract, n_calib, n_val)
-    reference = _program_scores(program, val_set, contract)
+    reference = image_scores(program_runner(program), val_set, contract)
     results = []
     for target in chosen:
         parent = parents.get(target.name)
@@ -188,17 +186,17 @@ def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any
 
 
 def _validate(ctx: QuantizeContext, path: Path) -> dict[str, Any]:
-    """Fidelity of one artifact on the validation images (with its gate), or what could be checked instead."""
+    """Fidelity of one artifact on the validation images (with its gate, as parity applies it), or what could be
+    checked instead."""
     from lmliqa.runtimes.base import BackendUnavailable
 
     target = registry.target_for(path)
     try:
-        scorer_precision = Precision(target.read_metadata(path).get("precision", "fp32"))
-        fid = ctx.validate(path)
+        scorer, fid = ctx.validate(path)
     except BackendUnavailable as exc:
         note = target.inspect(path)
         return {"status": f"simulated: {note}" if note else f"exported, not verified: {exc}"}
-    gate = target.gate(scorer_precision)
+    gate = target.gate(scorer.precision, scorer.weights)
     return {**fid.to_dict(), "gate": str(gate), "gate_pass": gate.check(fid), "runtime": target.runtime}
 
 
@@ -231,9 +229,10 @@ def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
 
     found: dict[str, Artifact | QuantResult] = {}
     ctx = ExportContext(program, metadata, out)
+    present = registry.discover(out)            # read once; again only after a parent was exported
     for target in chosen:
         parent_target = registry.get(target.stage(Stage.QUANTIZE).PARENT)
-        artifact = _find_parent(out, parent_target, metadata)
+        artifact = _find_parent(present, parent_target, metadata)
         if artifact is None:
             defaults = {o.name: o.default for o in parent_target.options_for(Stage.EXPORT)}
             res = export_target(parent_target, ctx, defaults, verbose)
@@ -241,7 +240,8 @@ def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
                 found[target.name] = QuantResult(target.name, res.status, f"FP32 parent ({parent_target.name}) "
                                                                           f"not exported: {res.reason}")
                 continue
-            artifact = _find_parent(out, parent_target, metadata)
+            present = registry.discover(out)
+            artifact = _find_parent(present, parent_target, metadata)
         if artifact is None:
             found[target.name] = QuantResult(target.name, Status.FAILED, f"no FP32 {parent_target.name} parent")
         else:
@@ -249,27 +249,15 @@ def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
     return found
 
 
-def _find_parent(out: Path, target: Target, metadata: dict[str, Any]) -> Artifact | None:
-    for a in registry.discover(out):
+def _find_parent(present: list[Artifact], target: Target, metadata: dict[str, Any]) -> Artifact | None:
+    for a in present:
         if a.target is target and a.precision is Precision.FP32 and "quantization" not in a.metadata:
             src = a.metadata.get("source_checkpoint_sha256")
             if src != metadata["source_checkpoint_sha256"]:
                 raise ValueError(f"{a.path}: exported from another checkpoint (sha256 {str(src)[:12]}...) than the "
-                                 f"program in {out}")
+                                 "saved program")
             return a
     return None
-
-
-def _program_scores(program, images: ImageSet, contract) -> np.ndarray:
-    import torch
-
-    module = program.module()
-
-    def run(crops: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return module(torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))).numpy()
-
-    return image_scores(run, images, contract)
 
 
 def _quiet_nncf(verbose: bool) -> None:

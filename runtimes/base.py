@@ -31,6 +31,28 @@ class ArtifactError(ValueError):
     """A file is not an lmliqa artifact this backend can read."""
 
 
+def require(module: str, target: str):
+    """Import MODULE for TARGET's runtime, or raise BackendUnavailable with the target's install hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        from lmliqa import targets
+
+        raise BackendUnavailable(f"{module} is not installed: {targets.get(target).requires_hint()}") from exc
+
+
+def stored_precision(metadata: dict[str, Any], asked: Precision | None, path: Any, runtime: str) -> Precision:
+    """The precision an artifact stores, for runtimes that run an artifact only as stored; asking for another
+    one is refused, not silently ignored."""
+    stored = Precision(metadata.get("precision", "fp32"))
+    if asked not in (None, stored):
+        raise PrecisionUnsupported(f"{path} is a {stored} artifact; {runtime} runs it as stored (asked for {asked}): "
+                                   "export that precision instead")
+    return stored
+
+
 @dataclass
 class ImageResult:
     image: str

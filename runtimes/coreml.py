@@ -14,20 +14,16 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
 
 def _ct():
-    try:
-        from lmliqa._quiet import quiet_imports
+    from lmliqa._quiet import quiet_imports
 
-        with quiet_imports():
-            import coremltools as ct
-    except ImportError as exc:
-        raise BackendUnavailable("coremltools is not installed: pip install 'lmliqa[export]'") from exc
-    return ct
+    with quiet_imports():
+        return require("coremltools", "coreml")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -49,9 +45,7 @@ class CoreMLScorer(Scorer):
     def __init__(self, path: str | Path, precision: Precision | None = None, device: str | None = None,
                  threads: int | None = None) -> None:
         metadata = read_metadata(path)
-        stored = Precision(metadata.get("precision", "fp32"))
-        if precision not in (None, stored):
-            raise PrecisionUnsupported(f"{path} was converted for {stored}; export the other precision")
+        stored = stored_precision(metadata, precision, path, "Core ML")
         device = device or "CPU_ONLY"
         if device not in COMPUTE_UNITS:
             raise DeviceUnavailable(f"Core ML device {device!r}: choose a compute unit from {COMPUTE_UNITS}")

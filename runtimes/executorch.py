@@ -16,18 +16,14 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
 
 METADATA_METHOD = "lmliqa_metadata"
 
 
 def _runtime():
-    try:
-        import executorch.kernels.quantized  # noqa: F401  (the Q/DQ kernels an INT8 program may use outside XNNPACK)
-        from executorch.runtime import Runtime
-    except ImportError as exc:
-        raise BackendUnavailable("executorch is not installed: pip install 'lmliqa[android]'") from exc
-    return Runtime.get()
+    require("executorch.kernels.quantized", "executorch")   # the Q/DQ kernels an INT8 program may use outside XNNPACK
+    return require("executorch.runtime", "executorch").Runtime.get()
 
 
 def _program(path: str | Path):
@@ -59,10 +55,7 @@ class ExecuTorchScorer(Scorer):
 
         program = _program(path)
         metadata = metadata_of(program, path)
-        stored = Precision(metadata.get("precision", "fp32"))
-        if precision not in (None, stored):
-            raise PrecisionUnsupported(f"{path} is a {stored} program; ExecuTorch runs it as stored (asked for "
-                                       f"{precision}): export that precision instead")
+        stored = stored_precision(metadata, precision, path, "ExecuTorch")
         if device not in (None, "cpu", "CPU"):
             raise DeviceUnavailable(f"ExecuTorch device {device!r}: this program is lowered to XNNPACK (CPU)")
         if threads:   # XNNPACK's thread pool in ExecuTorch (process-wide)

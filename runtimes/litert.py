@@ -19,17 +19,13 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
 
 METADATA_NAME = "lmliqa"
 
 
 def _litert():
-    try:
-        from ai_edge_litert import interpreter
-    except ImportError as exc:
-        raise BackendUnavailable("ai-edge-litert is not installed: pip install 'lmliqa[android]'") from exc
-    return interpreter
+    return require("ai_edge_litert.interpreter", "litert")
 
 
 def read_metadata_bytes(buf: bytes, name: str = "<model>") -> dict[str, Any]:
@@ -72,10 +68,7 @@ class LiteRTScorer(Scorer):
                  threads: int | None = None) -> None:
         interpreter = _litert()
         metadata = read_metadata(path)
-        stored = Precision(metadata.get("precision", "fp32"))
-        if precision not in (None, stored):
-            raise PrecisionUnsupported(f"{path} is a {stored} model; LiteRT runs it as stored (asked for "
-                                       f"{precision}): export that precision instead")
+        stored = stored_precision(metadata, precision, path, "LiteRT")
         if device not in (None, "cpu", "CPU"):
             raise DeviceUnavailable(f"LiteRT device {device!r}: this build runs on the CPU (XNNPACK); the GPU and "
                                     "NPU delegates live in the Android runtime")

@@ -12,15 +12,11 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, DeviceUnavailable, Scorer, require, stored_precision
 
 
 def _ort():
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise BackendUnavailable("onnxruntime is not installed: pip install 'lmliqa[onnx]'") from exc
-    return ort
+    return require("onnxruntime", "onnx")
 
 
 def providers_for(device: str | None) -> list[Any]:
@@ -67,11 +63,7 @@ class OnnxRuntimeScorer(Scorer):
         self.session = ort.InferenceSession(model, opts, providers=providers_for(device))
         name = "<in memory>" if isinstance(path, bytes) else path
         metadata = read_metadata(name, self.session)
-        stored = Precision(metadata.get("precision", "fp32"))
-        if precision not in (None, stored):
-            raise PrecisionUnsupported(f"{name} is a {stored} model; ONNX Runtime runs it as stored "
-                                       f"(asked for {precision}): export that precision instead")
-        super().__init__(name, metadata, stored, device)
+        super().__init__(name, metadata, stored_precision(metadata, precision, name, "ONNX Runtime"), device)
         self.input_name = self.session.get_inputs()[0].name
         self.threads = threads
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, DeviceUnavailable, PrecisionUnsupported, Scorer, require
 
 HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
 # OpenVINO's own precision attribute that `lmliqa export --keep-f32` writes on the layers kept f32 under bf16/f16;
@@ -21,11 +21,7 @@ KEEP_F32_ATTRIBUTE = "DisablePrecisionConversion"
 
 
 def _ov():
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise BackendUnavailable("openvino is not installed: pip install 'lmliqa[openvino]'") from exc
-    return ov
+    return require("openvino", "openvino")
 
 
 def model_file(path: str | Path) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, PrecisionUnsupported, Scorer
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, stored_precision
 
 
 def _check(result):
@@ -48,9 +48,7 @@ class TensorRTScorer(Scorer):
         built = metadata.get("tensorrt", {}).get("version")
         if built and built != trt.__version__:
             raise BackendUnavailable(f"{path} was built with TensorRT {built}; this is {trt.__version__}: rebuild it")
-        stored = Precision(metadata.get("precision", "fp16"))
-        if precision not in (None, stored):
-            raise PrecisionUnsupported(f"{path} is a {stored} engine; build another for {precision}")
+        stored = stored_precision(metadata, precision, path, "TensorRT")
         device = device or "cuda:0"
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         count = _check(cudart.cudaGetDeviceCount())
