@@ -22,11 +22,13 @@ demo: install
 	$(PY) -m lmliqa data check synthetic
 	$(PY) -m lmliqa train --preset mobile --data synthetic --split random:0 --epochs 3 --out runs/demo-mobile
 	$(PY) -m lmliqa eval --checkpoint runs/demo-mobile/final.safetensors --data synthetic
-	$(PY) -m lmliqa export --checkpoint runs/demo-mobile/final.safetensors --out runs/demo-export
-	$(PY) -m lmliqa quantize --out runs/demo-export --calib-images 16 --val-images 48
-	@# parity exits 1 when a gate fails: the demo prints the table and goes on to the speed table either way
-	-$(PY) -m lmliqa parity --checkpoint runs/demo-mobile/final.safetensors --models runs/demo-export --data synthetic --limit 60
-	$(PY) -m lmliqa bench --models runs/demo-export --checkpoint runs/demo-mobile/final.safetensors --batch 1,8 --iters 3 --min-time 1
+	@# the model that ships in the package scores photos with no --model (here: its own golden probes)
+	$(PY) -m lmliqa score lmliqa/default_model/release/golden --csv runs/demo-scores.csv
+	@# a full release of the shipped model for every target (the calibration photos are left out of the evaluation)
+	rm -rf runs/demo-release
+	$(PY) -m lmliqa release --checkpoint default --calib synthetic --eval synthetic --eval-limit 60 \
+		--out runs/demo-release --bench-batch 1
+	$(PY) -m lmliqa verify runs/demo-release
 
 test: install
 	$(PY) -m pytest -q

@@ -37,6 +37,7 @@ def torch2onnx(program: torch.export.ExportedProgram, path: Path, metadata: dict
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed: {exc}") from exc
     proto = onnx.load(str(path))
+    fold_weight_splits(proto)
     check_onnx(proto)
     del proto.metadata_props[:]
     for key, value in (("lmliqa", metadata_json(metadata, format="onnx", precision="fp32")),
@@ -46,6 +47,41 @@ def torch2onnx(program: torch.export.ExportedProgram, path: Path, metadata: dict
     onnx.save(proto, str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path
+
+
+def fold_weight_splits(proto) -> int:
+    """Fold Split and Transpose nodes whose inputs are all initializers into initializers (the exporter's folding
+    skips multi-output Split: nn.MultiheadAttention's packed q/k/v weight of the cross-attention stays a run-time
+    Split, so quantizers, which quantize MatMul weights given as initializers, left that MatMul in float). Returns
+    the number of nodes folded; the outputs are bit-identical."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    folded = 0
+    while True:
+        inits = {i.name: i for i in proto.graph.initializer}
+        node = next((n for n in proto.graph.node if n.op_type in ("Split", "Transpose")
+                     and n.input and all(i in inits for i in n.input if i)), None)
+        if node is None:
+            return folded
+        x = numpy_helper.to_array(inits[node.input[0]])
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Transpose":
+            outs = [np.transpose(x, attrs.get("perm"))]
+        else:
+            sizes = numpy_helper.to_array(inits[node.input[1]]) if len(node.input) > 1 and node.input[1] else None
+            axis = attrs.get("axis", 0)
+            if sizes is None:
+                outs = np.array_split(x, len(node.output), axis=axis)
+            else:
+                outs = np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+        for name, value in zip(node.output, outs):
+            proto.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        proto.graph.node.remove(node)
+        used = {i for n in proto.graph.node for i in n.input} | {o.name for o in proto.graph.output}
+        for init in [i for i in proto.graph.initializer if i.name not in used]:
+            proto.graph.initializer.remove(init)
+        folded += 1
 
 
 def check_onnx(proto) -> None:

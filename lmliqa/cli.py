@@ -149,6 +149,53 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0 if any(r.ok for r in results) else 1
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import targets
+    from .release import ReleaseConfig, ReleaseFailed, build_release, format_failure
+
+    checkpoint = args.checkpoint
+    if checkpoint == "default":
+        from .default_model import default_artifact
+
+        checkpoint = str(default_artifact("torch"))
+    keep = tuple(k.strip() for k in (args.keep or "").split(",") if k.strip())
+    for k in keep:                       # an unknown target or precision fails before any work
+        t, _, p = k.partition(":")
+        targets.get(t)
+        if p:
+            targets.Precision(p)
+    cfg = ReleaseConfig(Path(checkpoint), args.calib, args.eval, Path(args.out),
+                        targets.parse_targets(args.targets, targets.Stage.EXPORT), name=args.name, keep=keep,
+                        include_checkpoint=args.include_checkpoint, allow_overlap=args.allow_overlap,
+                        cv=Path(args.cv) if args.cv else None, n_calib=args.calib_images, eval_limit=args.eval_limit,
+                        bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads)
+    try:
+        body = build_release(cfg)
+    except ReleaseFailed as exc:
+        print(format_failure(exc), file=sys.stderr)
+        return 1
+    acc = body["accuracy"]["ci95"]
+    print(f"release {body['name']} -> {args.out}: {len(body['artifacts'])} artifacts, SRCC {acc['srcc']['value']:.4f} "
+          f"[{acc['srcc']['low']:.4f}, {acc['srcc']['high']:.4f}] on {body['accuracy']['n']} evaluation photos; "
+          f"check it anywhere with `lmliqa verify {args.out}`")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify_release
+
+    folder = args.folder
+    if folder == "default":
+        from .default_model import RELEASE
+
+        folder = RELEASE
+    report = verify_release(folder, threads=args.threads)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
+    return 0 if report.ok else 1
+
+
 def _cmd_parity(args: argparse.Namespace) -> int:
     from .parity import markdown_table, run_parity
 
@@ -168,8 +215,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     from .quantize import QuantResult, quantize_models
 
     chosen = targets.parse_targets(args.formats, targets.Stage.QUANTIZE)
-    report = quantize_models(args.out, chosen, calib=args.calib, checkpoint=args.checkpoint, scope=args.float_scope,
-                             n_calib=args.calib_images, n_val=args.val_images, verbose=args.verbose,
+    report = quantize_models(args.out, chosen, calib=args.calib, val=args.val, checkpoint=args.checkpoint,
+                             scope=args.float_scope, n_calib=args.calib_images, n_val=args.val_images,
+                             verbose=args.verbose,
                              **_target_options(args, targets.Stage.QUANTIZE))
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -294,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")
     suffixes = ", ".join(s for t in targets.targets(reference=True) for s in t.suffixes)
-    sc.add_argument("--model", required=True, help=f"an artifact ({suffixes}; an OpenVINO IR folder)")
+    sc.add_argument("--model", default="default", help=f"an artifact ({suffixes}; an OpenVINO IR folder); default: the "
+                                                       "model that ships in the package (`lmliqa info` shows it)")
     sc.add_argument("--backend", choices=sorted({n for t in targets.targets(reference=True)
                                                  for n in (t.name, t.runtime)}),
                     help="the target that runs it (default: from the file)")
@@ -334,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--checkpoint", help="the FP32 checkpoint, when --out holds no exported program yet")
     qu.add_argument("--calib", help="data spec of the calibration/validation images (default: the checkpoint's "
                                     "training data)")
+    qu.add_argument("--val", help="data spec of the validation images (default: other images of --calib); photos the "
+                                  "model was not trained on make its SRCC vs MOS an honest number")
     qu.add_argument("--formats", default=",".join(quantizable), help=f"targets (default: {','.join(quantizable)})")
     qu.add_argument("--float-scope", default="default",
                     help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
@@ -346,6 +397,43 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--verbose", action="store_true")
     _add_target_options(qu, targets.Stage.QUANTIZE)
     qu.set_defaults(func=_cmd_quantize)
+
+    rel = sub.add_parser("release", help="export, quantize, check and document a model as a release folder",
+                         description="Runs export, quantize, parity on the evaluation photos, bench and the golden "
+                                     "probes, then writes the artifacts, manifest.json (sha256 of every file, gates, "
+                                     "versions, commit, data hashes), golden/, MODEL_CARD.md and report.md into --out. "
+                                     "Exit status 1 when a gate fails (no manifest is written; evidence/ is kept), "
+                                     "2 when the inputs cannot make an honest release (e.g. evaluation photos that "
+                                     "the checkpoint was trained on).")
+    rel.add_argument("--checkpoint", required=True, help="the FP32 checkpoint ('default': the shipped model's)")
+    rel.add_argument("--calib", required=True, help="data spec of the calibration photos")
+    rel.add_argument("--eval", required=True, help="data spec of the evaluation photos: never trained on (checked "
+                                                   "by content hash); when it equals --calib, the calibration photos "
+                                                   "are left out of it")
+    rel.add_argument("--out", required=True, help="a new (or empty) folder")
+    rel.add_argument("--targets", default=",".join(exportable), help=f"(default: all: {','.join(exportable)})")
+    rel.add_argument("--name", help="release name (default: PRESET-<checkpoint sha256[:8]>)")
+    rel.add_argument("--keep", help="artifacts the release ships, e.g. onnx:int8,litert (default: all; every one is "
+                                    "measured either way)")
+    rel.add_argument("--include-checkpoint", action="store_true", help="ship the checkpoint (the torch reference)")
+    rel.add_argument("--allow-overlap", action="store_true",
+                     help="do not refuse evaluation photos the checkpoint was trained on (the card and the report "
+                          "then say so in bold)")
+    rel.add_argument("--cv", help="a cross-validation result (benchmarks/cv_accuracy.py) for the card")
+    rel.add_argument("--calib-images", type=int, default=32)
+    rel.add_argument("--eval-limit", type=int, help="evaluate on the first N evaluation photos only")
+    rel.add_argument("--bench-batch", default="1,8")
+    rel.add_argument("--threads", type=int)
+    rel.set_defaults(func=_cmd_release)
+
+    ve = sub.add_parser("verify", help="re-hash a release against its manifest and score its golden probes",
+                        description="Exit status 0 only when every file matches manifest.json and every artifact that "
+                                    "runs here scores the golden probes within its tolerance; what cannot run here "
+                                    "is listed with the reason. FOLDER 'default': the model in the package.")
+    ve.add_argument("folder")
+    ve.add_argument("--threads", type=int)
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=_cmd_verify)
 
     be = sub.add_parser("bench", help="speed of every runnable artifact next to torch eager FP32, in one run")
     be.add_argument("--models", required=True)
@@ -364,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .contract import ContractError
     from .data.base import DatasetError
+    from .manifest import ReleaseError
     from .runtimes.base import ArtifactError, BackendUnavailable
     from .scope import ScopeError
     from .targets import TargetError
@@ -371,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError) as exc:
+    except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError,
+            ReleaseError) as exc:
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

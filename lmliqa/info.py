@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from . import __version__, targets
+from . import __version__, default_model, targets
 from ._quiet import quiet_imports
 from .config import PRESETS
 from .targets import Stage
@@ -75,6 +75,7 @@ def gather() -> dict[str, Any]:
         "presets": preset_rows(),
         "targets": target_status(),
         "capabilities": capability_matrix(),
+        "default_model": default_model.summary(),
     }
 
 
@@ -95,4 +96,19 @@ def format_info(info: dict[str, Any]) -> str:
     lines += ["", "capabilities (target x precision on this machine; `lmliqa parity` measures what runs here):"]
     for c in info["capabilities"]:
         lines.append(f"  {c['target']:<11} {c['precision']:<10} {c['status']}")
+    lines += ["", "default model (`lmliqa score PHOTOS` without --model; `lmliqa.runtimes.load()`):"]
+    d = info.get("default_model")
+    if d is None:
+        lines.append("  not bundled in this install (benchmarks/make_default_model.py builds it)")
+        return "\n".join(lines)
+    lines.append(f"  {d['name']}: " + ", ".join(f"{n} ({w})" for n, w in d["artifacts"].items()))
+    t = d["trained_on"]
+    lines.append(f"  trained on {t['spec']} (split {t['split']}, {t['n_images']} photos); built at commit "
+                 f"{d['commit']} on {d['created']}")
+    cv = d.get("cross_validation")
+    if cv and cv.get("srcc"):
+        s, p = cv["srcc"], cv["plcc"]
+        lines.append(f"  accuracy ({cv['protocol']}): SRCC {s['value']:.3f} [{s['low']:.3f}, {s['high']:.3f}], "
+                     f"PLCC {p['value']:.3f} [{p['low']:.3f}, {p['high']:.3f}] (95 % bootstrap)")
+    lines.append(f"  model card: {d['card']}")
     return "\n".join(lines)

@@ -43,3 +43,20 @@ def iqa_metrics(pred, mos) -> dict[str, float]:
         "rmse": float(np.sqrt(np.mean((pred - mos) ** 2))),
         "rmse_logistic": float(np.sqrt(np.mean((fitted - mos) ** 2))),
     }
+
+
+def bootstrap_ci(pred, mos, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+                 ) -> dict[str, dict[str, float]]:
+    """SRCC, PLCC, KRCC and RMSE with percentile bootstrap confidence intervals (images resampled with
+    replacement, pairs kept together; scipy.stats.bootstrap): {metric: {value, low, high}}."""
+    pred = np.asarray(pred, dtype=np.float64)
+    mos = np.asarray(mos, dtype=np.float64)
+    fns = {"srcc": lambda p, m: stats.spearmanr(p, m)[0], "plcc": lambda p, m: stats.pearsonr(p, m)[0],
+           "krcc": lambda p, m: stats.kendalltau(p, m)[0], "rmse": lambda p, m: np.sqrt(np.mean((p - m) ** 2))}
+    out = {}
+    for name, fn in fns.items():
+        res = stats.bootstrap((pred, mos), fn, paired=True, vectorized=False, n_resamples=n_resamples,
+                              confidence_level=confidence, method="percentile", random_state=seed)
+        out[name] = {"value": float(fn(pred, mos)), "low": float(res.confidence_interval.low),
+                     "high": float(res.confidence_interval.high)}
+    return out

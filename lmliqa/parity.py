@@ -13,6 +13,7 @@ worst images. Every backend x precision also gets a capability status:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -59,12 +60,14 @@ def artifact_size_mb(path: Path) -> float:
 
 
 def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int | None = None,
-               threads: int | None = None, out: str | Path | None = None) -> dict[str, Any]:
-    """Every artifact in MODELS x every precision its target can execute, against the torch reference."""
+               threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = ()) -> dict[str, Any]:
+    """Every artifact in MODELS x every precision its target can execute, against the torch reference, on the
+    images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the calibration images)."""
     from .models.weights import sha256_file
 
     ds = open_dataset(data)
-    records = ds.records[:limit] if limit else ds.records
+    records = [r for r in ds.records if str(r.path) not in skip]
+    records = records[:limit] if limit else records
     names = [str(r.path) for r in records]
     mos = np.array([ds.label.to_training(r.mos) for r in records], dtype=np.float64)
     reference = load(checkpoint, backend="torch", threads=threads)

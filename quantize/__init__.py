@@ -119,11 +119,13 @@ class QuantizeContext:
 
 
 def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
-                    checkpoint: str | Path | None = None, scope: FloatScope | str | None = None,
+                    val: str | None = None, checkpoint: str | Path | None = None,
+                    scope: FloatScope | str | None = None,
                     n_calib: int = DEFAULT_CALIB_IMAGES, n_val: int = DEFAULT_VAL_IMAGES, verbose: bool = False,
                     **options: Any) -> dict[str, Any]:
-    """Quantize the FP32 parents in MODELS for each target; returns (and writes MODELS/quantization.json) a report
-    with one result per target. One target failing never stops the others."""
+    """Quantize the FP32 parents in MODELS for each target, calibrated on CALIB and validated on VAL (default: other
+    images of CALIB; use photos the model was not trained on for an honest SRCC vs MOS); returns (and writes
+    MODELS/quantization.json) a report with one result per target. One target failing never stops the others."""
     chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
     bad = [t.name for t in chosen if t.quantize_module is None]
     if bad:
@@ -146,7 +148,7 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
     from lmliqa.contract import PreprocessContract
 
     contract = PreprocessContract.from_dict(metadata["contract"])
-    calib_set, val_set = build_sets(calib, contract, n_calib, n_val)
+    calib_set, val_set = build_sets(calib, contract, n_calib, n_val, val_spec=val)
     reference = image_scores(program_runner(program), val_set, contract)
     results = []
     for target in chosen:
@@ -159,9 +161,11 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
         results.append(quantize_target(target, ctx, per_target[target.name], verbose))
     from lmliqa.provenance import provenance
 
-    report = {"provenance": provenance(), "models": str(out), "checkpoint_sha256": metadata["source_checkpoint_sha256"],
+    report = {"provenance": provenance(), "models": str(out),
+              "checkpoint_sha256": metadata["source_checkpoint_sha256"],
               "model": metadata["model"], "scope": list(scope.categories), "calibration": calib_set.record(calib),
-              "validation": {"spec": calib, "n_images": len(val_set.names), "reference": "the torch.export program",
+              "validation": {"spec": val or calib, "n_images": len(val_set.names),
+                             "reference": "the torch.export program",
                              "images": [n.rsplit("/", 1)[-1] for n in val_set.names]},
               "options": {k: v for k, v in options.items() if v not in (None, False)},
               "wall_s": round(time.perf_counter() - t0, 1), "results": [r.to_dict() for r in results]}

@@ -46,7 +46,7 @@ class ImageSet:
                 "images": [n.rsplit("/", 1)[-1] for n in self.names]}
 
 
-def _evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
+def evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
     pool = [i for i in range(n_total) if i not in exclude]
     if k >= len(pool):
         return pool
@@ -54,16 +54,19 @@ def _evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
 
 
 def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_CALIB_IMAGES,
-               n_val: int = DEFAULT_VAL_IMAGES) -> tuple[ImageSet, ImageSet]:
-    """(calibration, validation) image sets from SPEC, disjoint, decoded with CONTRACT."""
+               n_val: int = DEFAULT_VAL_IMAGES, val_spec: str | None = None) -> tuple[ImageSet, ImageSet]:
+    """(calibration, validation) image sets, decoded with CONTRACT: calibration from SPEC, validation from VAL_SPEC
+    (default SPEC); images of SPEC are never in both."""
     from lmliqa.data import open_dataset
 
     ds = open_dataset(spec)
     if not ds.records:
         raise ValueError(f"{spec}: no images")
-    calib_idx = _evenly(len(ds.records), n_calib)
-    val_idx = _evenly(len(ds.records), n_val, exclude=set(calib_idx))
-    return _load(ds, calib_idx, contract), _load(ds, val_idx, contract)
+    calib_idx = evenly(len(ds.records), n_calib)
+    if val_spec in (None, spec):
+        return _load(ds, calib_idx, contract), _load(ds, evenly(len(ds.records), n_val, set(calib_idx)), contract)
+    val_ds = open_dataset(val_spec)
+    return _load(ds, calib_idx, contract), _load(val_ds, evenly(len(val_ds.records), n_val), contract)
 
 
 def load_images(spec: str, contract: PreprocessContract, n: int | None = None) -> ImageSet:
@@ -71,7 +74,7 @@ def load_images(spec: str, contract: PreprocessContract, n: int | None = None) -
     from lmliqa.data import open_dataset
 
     ds = open_dataset(spec)
-    return _load(ds, list(range(len(ds.records))) if n is None else _evenly(len(ds.records), n), contract)
+    return _load(ds, list(range(len(ds.records))) if n is None else evenly(len(ds.records), n), contract)
 
 
 def _load(ds, indices: list[int], contract: PreprocessContract) -> ImageSet:

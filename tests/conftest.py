@@ -136,3 +136,38 @@ def fp32_scores(quantized, photos):
 
     ckpt, _, _ = quantized
     return np.array([r.score for r in load(ckpt).score_many(photos)])
+
+
+def _folder_spec(livec_dev: Path, names: list[str], out: Path) -> Path:
+    import csv
+
+    rows = {r["image"]: r for r in csv.DictReader(open(livec_dev / "scores.csv"))}
+    (out / "images").mkdir()
+    with open(out / "scores.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "mos", "mos_std"])
+        for n in names:
+            (out / "images" / n).symlink_to(livec_dev / "images" / n)
+            w.writerow([n, rows[n]["mos"], rows[n]["mos_std"]])
+    return out
+
+
+@pytest.fixture(scope="session")
+def livec_eval_dir(livec_dev, tmp_path_factory) -> Path:
+    """40 LIVE-C dev photos that neither livec_run nor the parity subset uses: a release's evaluation set."""
+    names = sorted(p.name for p in (livec_dev / "images").iterdir())[N_GATE_PHOTOS + 160:N_GATE_PHOTOS + 200]
+    return _folder_spec(livec_dev, names, tmp_path_factory.mktemp("livec_eval"))
+
+
+@pytest.fixture(scope="session")
+def release(livec_run, livec_train_dir, livec_eval_dir, tmp_path_factory):
+    """A full release of livec_run for every target: calibrated on its training photos, evaluated on 40 others."""
+    from lmliqa import targets
+    from lmliqa.release import ReleaseConfig, build_release
+
+    out_dir, _ = livec_run
+    out = tmp_path_factory.mktemp("release") / "rel"
+    cfg = ReleaseConfig(out_dir / "final.safetensors", f"folder:{livec_train_dir}", f"folder:{livec_eval_dir}", out,
+                        targets.targets(targets.Stage.EXPORT), include_checkpoint=True, n_calib=16, n_val=40,
+                        bench_batches=(1,), bench_iters=1, bench_min_time=0.2)
+    return out, build_release(cfg)

@@ -1,0 +1,91 @@
+"""Build the default model that ships in the package (lmliqa/default_model/release).
+
+    lmliqa train --preset mobile --data folder:../shared/data/livec-dev --split all --out runs/default
+    python benchmarks/make_default_model.py --checkpoint runs/default/final.safetensors --cv CV.json
+
+1. stores the trained weights as fp16 (half the bytes; the network computes in fp32 from them) with the content
+   hashes of its training photos, so any machine can check evaluation photos against them without the data;
+2. runs `lmliqa release` on it: ONNX only, ships the INT8 ONNX (torch-free scoring) and the fp16-stored
+   checkpoint (the torch reference), calibrated on the training photos and evaluated on the embedded synthetic
+   set (every dev photo is a training photo; the accuracy on people's opinions is the cross-validation's);
+3. checks the wheel budget: the release folder, deflated as a wheel stores it, must stay under 15 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+BUDGET_MB = 15.0
+OUT = Path(__file__).resolve().parents[1] / "lmliqa" / "default_model" / "release"
+
+
+def fp16_checkpoint(src: Path, dst: Path) -> Path:
+    """SRC's weights stored as fp16, its metadata kept, plus the training photos' sha256 and the source's sha256."""
+    from types import SimpleNamespace
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from lmliqa.data import open_dataset
+    from lmliqa.manifest import sha256_file
+    from lmliqa.models.checkpoint import META_KEY
+    from lmliqa.train.engine import resolve_split
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()[META_KEY])
+    extra = meta["extra"]
+    ds = open_dataset(extra["dataset"])
+    train, _ = resolve_split(SimpleNamespace(split=extra["split"], split_seed=extra["split_seed"]), ds)
+    extra["train_images_sha256"] = sorted(sha256_file(ds.records[i].path) for i in train)
+    extra["weights_stored"] = {"dtype": "fp16", "rounded_from_sha256": sha256_file(src)}
+    state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(dst), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    return dst
+
+
+def wheel_mb(folder: Path) -> float:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                z.write(p, p.relative_to(folder).as_posix())
+    return len(buf.getvalue()) / 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="the FP32 checkpoint trained on every dev photo")
+    ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
+    ap.add_argument("--eval", default="synthetic")
+    ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
+    ap.add_argument("--name", default="lmliqa-default-mobile-livec")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+
+    src = Path(args.checkpoint)
+    half = fp16_checkpoint(src, src.with_name(f"{args.name}.safetensors"))
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [sys.executable, "-m", "lmliqa", "release", "--checkpoint", str(half), "--calib", args.calib,
+           "--eval", args.eval, "--targets", "onnx", "--keep", "onnx:int8", "--include-checkpoint",
+           "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else [])
+    print(" ".join(cmd), file=sys.stderr)
+    rc = subprocess.run(cmd).returncode
+    if rc:
+        return rc
+    size = wheel_mb(out)
+    print(f"{out}: {size:.2f} MB deflated (budget {BUDGET_MB} MB)", file=sys.stderr)
+    return 0 if size <= BUDGET_MB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

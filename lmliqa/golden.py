@@ -1,0 +1,159 @@
+"""Golden probes: a few small images kept in a release, with the torch reference's score of each image and of each
+crop, every artifact's own score, and the tolerance per target x precision.
+
+Someone porting a release to a phone runs the probes through their own app (their decoding, cropping and
+aggregation included) and compares with ``golden.json``; `lmliqa verify` does the same on every target that runs
+here. The probes are real photographs without copyright restrictions (CC0 or public domain, as scikit-image
+ships them; the licence of each is recorded) turned into the cases the preprocessing contract must handle:
+JPEG, PNG, EXIF rotation, grey, alpha, an image below the crop size, blur, noise, compression, exposure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GOLDEN = "golden.json"
+
+
+@dataclass(frozen=True)
+class Probe:
+    file: str
+    source: str          # the scikit-image photo it is made from
+    what: str            # the contract case it exercises
+
+
+PROBES = (
+    Probe("chelsea.jpg", "chelsea", "JPEG q92, 451 x 300, landscape"),
+    Probe("coffee_blur.png", "coffee", "Gaussian blur radius 3"),
+    Probe("coffee_noise.png", "coffee", "additive Gaussian noise sigma 20 (seeded)"),
+    Probe("coffee_dark.jpg", "coffee", "exposure x0.4, JPEG q90"),
+    Probe("astronaut_q8.jpg", "astronaut", "JPEG q8 (blocking)"),
+    Probe("rocket_exif6.jpg", "rocket", "stored rotated, EXIF Orientation 6: must be transposed before cropping"),
+    Probe("camera_grey.png", "camera", "8-bit grey (mode L)"),
+    Probe("chelsea_alpha.png", "chelsea", "RGBA with an alpha ramp: composited over the contract's background"),
+    Probe("astronaut_small.png", "astronaut", "160 x 160: below the crop size, upscaled by the contract"),
+)
+
+LICENCES = {   # as scikit-image's skimage.data documents them
+    "chelsea": "CC0 (photographer Stefan van der Walt), via scikit-image",
+    "coffee": "CC0 (photographer Rachel Michetti), via scikit-image",
+    "astronaut": "public domain (NASA), via scikit-image",
+    "rocket": "public domain (SpaceX), via scikit-image",
+    "camera": "CC0 (photographer Lav Varshney), via scikit-image",
+}
+
+
+def _source(name: str):
+    from PIL import Image
+
+    try:
+        import skimage.data
+    except ImportError as exc:
+        raise RuntimeError("making golden probes needs scikit-image: pip install 'lmliqa[data]'") from exc
+    return Image.fromarray(getattr(skimage.data, name)())
+
+
+def _encode(img, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _make(p: Probe) -> bytes:
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    img = _source(p.source)
+    if p.file == "chelsea.jpg":
+        return _encode(img, "JPEG", quality=92)
+    if p.file == "coffee_blur.png":
+        return _encode(img.filter(ImageFilter.GaussianBlur(3)), "PNG")
+    if p.file == "coffee_noise.png":
+        a = np.asarray(img, dtype=np.float32) + np.random.default_rng(0).normal(0, 20, np.asarray(img).shape)
+        return _encode(Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8)), "PNG")
+    if p.file == "coffee_dark.jpg":
+        return _encode(ImageEnhance.Brightness(img).enhance(0.4), "JPEG", quality=90)
+    if p.file == "astronaut_q8.jpg":
+        return _encode(img, "JPEG", quality=8)
+    if p.file == "rocket_exif6.jpg":    # Orientation 6: the viewer rotates 90 degrees clockwise to display
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        return _encode(img.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=92, exif=exif)
+    if p.file == "camera_grey.png":
+        return _encode(img.convert("L"), "PNG")
+    if p.file == "chelsea_alpha.png":
+        alpha = np.tile(np.linspace(40, 255, img.width).astype(np.uint8), (img.height, 1))
+        rgba = img.convert("RGBA")
+        rgba.putalpha(Image.fromarray(alpha))
+        return _encode(rgba, "PNG")
+    if p.file == "astronaut_small.png":
+        return _encode(img.resize((160, 160), Image.Resampling.LANCZOS), "PNG")
+    raise ValueError(f"no recipe for probe {p.file}")
+
+
+def write_probes(folder: Path) -> list[Path]:
+    """The probe images, written into FOLDER (made from the photos each time; the files are what a release keeps)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in PROBES:
+        path = folder / p.file
+        path.write_bytes(_make(p))
+        out.append(path)
+    return out
+
+
+def probe_records() -> list[dict[str, str]]:
+    return [{"file": p.file, "source": p.source, "licence": LICENCES[p.source], "what": p.what} for p in PROBES]
+
+
+def score_probes(scorer, folder: Path) -> dict[str, dict[str, Any]]:
+    """{probe file: {score, crops}} for every probe in FOLDER's golden.json (or PROBES), scored by SCORER."""
+    names = [p["file"] for p in read_golden(folder)["probes"]] if (folder / GOLDEN).exists() else \
+        [p.file for p in PROBES]
+    out = {}
+    for r in scorer.score_many([str(folder / n) for n in names], batch_size=1):
+        if not r.ok:
+            raise RuntimeError(f"golden probe {r.image} failed to score: {r.error}")
+        out[Path(r.image).name] = {"score": float(r.score), "crops": [float(c) for c in r.crop_scores]}
+    return out
+
+
+def read_golden(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / GOLDEN).read_text())
+
+
+@dataclass
+class ProbeCheck:
+    """One artifact's probe scores against the golden reference."""
+
+    artifact: str
+    n: int
+    max_abs: float
+    tolerance: float | None
+    worst: str
+
+    @property
+    def ok(self) -> bool:
+        return self.tolerance is not None and self.max_abs <= self.tolerance
+
+    def line(self) -> str:
+        tol = "no tolerance recorded" if self.tolerance is None else f"tolerance {self.tolerance:g}"
+        return (f"{'ok  ' if self.ok else 'FAIL'} {self.artifact}: {self.n} probes, max |d| vs reference "
+                f"{self.max_abs:.4g} ({tol}; worst {self.worst})")
+
+
+def check_probes(golden: dict[str, Any], artifact: str, got: dict[str, dict[str, Any]]) -> ProbeCheck:
+    """Compare an artifact's probe scores (score_probes) with the reference scores and the artifact's tolerance."""
+    ref = golden["reference"]["scores"]
+    missing = sorted(set(ref) - set(got))
+    if missing:
+        raise RuntimeError(f"{artifact}: probes not scored: {missing}")
+    err = {name: abs(got[name]["score"] - ref[name]["score"]) for name in ref}
+    worst = max(err, key=err.get)
+    tol = golden["artifacts"].get(artifact, {}).get("tolerance")
+    return ProbeCheck(artifact, len(err), float(err[worst]), tol, worst)

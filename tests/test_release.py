@@ -1,0 +1,136 @@
+"""`lmliqa release` and `lmliqa verify`: the manifest, golden probes, tamper refusal, data overlap and gate failure,
+on a model trained on real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lmliqa import golden
+from lmliqa.manifest import MANIFEST, ReleaseError, sha256_file
+
+pytestmark = pytest.mark.slow
+
+
+def test_manifest_lists_every_file_with_its_hash(release):
+    out, body = release
+    m = json.loads((out / MANIFEST).read_text())
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {MANIFEST}
+    assert set(m["files"]) == files
+    for rel, entry in m["files"].items():
+        assert entry["sha256"] == sha256_file(out / rel) and entry["size"] == (out / rel).stat().st_size
+    assert {"MODEL_CARD.md", "report.md", "golden/golden.json", "evidence/parity/parity.json"} <= files
+    assert m["provenance"]["commit"] and m["provenance"]["versions"]["torch"]
+    assert len(m["data"]["evaluation"]["sha256"]) == 64 and m["data"]["evaluation"]["n_images"] == 40
+    assert m["data"]["training"]["overlap_with_evaluation"] == 0
+    assert m["checkpoint"]["sha256"] == sha256_file(out / m["checkpoint"]["file"])
+    targets_shipped = {a["target"] for a in m["artifacts"].values()}
+    assert {"onnx", "openvino", "litert", "executorch", "coreml", "torch"} <= targets_shipped
+    int8 = m["artifacts"]["mobile_int8.onnx"]
+    assert int8["precision"] == "int8"
+    checks = {g["check"]: g for g in int8["gates"]}
+    assert checks["parity"]["pass"] and checks["parity"]["measured"]["srcc_vs_ref"] >= 0.99
+    assert checks["quantize validation"]["pass"] and checks["golden probes"]["pass"]
+    assert m["files"]["mobile_int8.onnx"]["target"] == "onnx"
+    assert not list(out.glob("*.pt2")), "the program is an intermediate, not shipped"
+
+
+def test_card_reports_bootstrap_intervals(release):
+    out, body = release
+    ci = body["accuracy"]["ci95"]["srcc"]
+    assert ci["low"] < ci["value"] < ci["high"] and ci["high"] - ci["low"] > 0.01
+    card = (out / "MODEL_CARD.md").read_text()
+    assert f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" in card
+    assert "## Intended use" in card and "## Known weaknesses" in card and "bibtex" in card
+    for png in ("scatter.png", "abs_diff.png", "speed_vs_fidelity.png"):
+        assert (out / "report" / png).stat().st_size > 5000
+    assert "not verified" in card or "simulated" in card       # Core ML off macOS, TensorRT here
+
+
+def test_golden_probes_hold_on_every_runnable_target(release):
+    from lmliqa.verify import verify_release
+
+    out, _ = release
+    gold = golden.read_golden(out / "golden")
+    assert len(gold["probes"]) == len(golden.PROBES) and all("licence" in p for p in gold["probes"])
+    for ref in gold["reference"]["scores"].values():
+        assert len(ref["crops"]) >= 1 and np.isclose(ref["score"], np.mean(ref["crops"]), atol=1e-6)
+    rep = verify_release(out)
+    assert rep.ok, rep.text()
+    checked = {p.artifact for p in rep.probes}
+    assert {"mobile.onnx", "mobile_int8.onnx", "mobile_openvino", "mobile.tflite", "mobile_int8.tflite",
+            "mobile.pte", "mobile_int8.pte"} <= checked
+    for p in rep.probes:
+        assert p.max_abs <= p.tolerance
+        if gold["artifacts"][p.artifact]["precision"] == "fp32":
+            assert p.tolerance == 0.01
+    assert any("coreml" in a or "mlpackage" in a for a, _ in rep.not_checked)
+
+
+def test_one_flipped_byte_fails_verify_and_load(release, tmp_path):
+    from lmliqa.runtimes import load
+
+    from lmliqa.cli import main
+
+    src, _ = release
+    out = tmp_path / "rel"
+    shutil.copytree(src, out)
+    victim = out / "mobile_int8.onnx"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(data)
+    with pytest.raises(ReleaseError, match="mobile_int8.onnx"):
+        load(victim)
+    load(out / "mobile.onnx")                      # the untouched artifacts still load
+    assert main(["verify", str(out)]) == 1
+    from lmliqa.verify import verify_release
+
+    rep = verify_release(out)
+    assert rep.files.changed == ["mobile_int8.onnx"] and not rep.ok
+    (out / "stray.onnx").write_bytes(b"x")
+    assert verify_release(out).files.extra == ["stray.onnx"]
+
+
+def test_training_photos_are_refused_as_evaluation(livec_run, livec_train_dir, tmp_path):
+    from lmliqa.models.checkpoint import read_metadata
+    from lmliqa.release import ReleaseConfig, build_release, check_data
+
+    ckpt = livec_run[0] / "final.safetensors"
+    cfg = ReleaseConfig(ckpt, "synthetic", f"folder:{livec_train_dir}", tmp_path / "r", [], n_calib=4)
+    with pytest.raises(ReleaseError, match="160 of the 160 evaluation photos were training photos"):
+        build_release(cfg)
+    assert not (tmp_path / "r" / MANIFEST).exists()
+    cfg.allow_overlap = True
+    rec = check_data(cfg, read_metadata(ckpt))
+    assert rec["allow_overlap"] and rec["training"]["checked"] is False
+
+
+def test_calibration_photos_are_left_out_of_evaluation(livec_run, livec_eval_dir):
+    from lmliqa.models.checkpoint import read_metadata
+    from lmliqa.release import ReleaseConfig, check_data
+
+    ckpt = livec_run[0] / "final.safetensors"
+    spec = f"folder:{livec_eval_dir}"
+    rec = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8), read_metadata(ckpt))
+    assert rec["evaluation"]["n_images"] == 32 and len(rec["skip"]) == 8
+
+
+def test_a_failing_gate_writes_no_release(livec_run, livec_train_dir, livec_eval_dir, tmp_path, monkeypatch):
+    from lmliqa import targets
+    from lmliqa.fidelity import Gate
+    from lmliqa.release import ReleaseConfig, ReleaseFailed, build_release
+
+    monkeypatch.setattr(targets.Target, "gate", lambda self, precision, weights=None: Gate(max_abs=0.0))
+    out = tmp_path / "rel"
+    cfg = ReleaseConfig(livec_run[0] / "final.safetensors", f"folder:{livec_train_dir}", f"folder:{livec_eval_dir}",
+                        out, [targets.get("onnx")], n_calib=4, n_val=12, eval_limit=12, bench_batches=(1,),
+                        bench_iters=1, bench_min_time=0.1)
+    with pytest.raises(ReleaseFailed, match=r"gate\(s\) failed") as info:
+        build_release(cfg)
+    assert not (out / MANIFEST).exists()
+    failed = json.loads((out / "evidence" / "release_failed.json").read_text())
+    assert failed["failures"] == info.value.failures and any("onnx" in f for f in failed["failures"])
