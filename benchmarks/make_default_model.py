@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
     ap.add_argument("--name", default="lmliqa-default-mobile-livec")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--results", help="also write the record for benchmarks/results here")
     args = ap.parse_args(argv)
 
     src = Path(args.checkpoint)
@@ -84,7 +85,32 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     size = wheel_mb(out)
     print(f"{out}: {size:.2f} MB deflated (budget {BUDGET_MB} MB)", file=sys.stderr)
+    if args.results:
+        write_results(Path(args.results), out, src, size)
     return 0 if size <= BUDGET_MB else 1
+
+
+def write_results(path: Path, release: Path, src: Path, size: float) -> None:
+    """The default model's record for benchmarks/results: how it was trained and released, and its numbers."""
+    from lmliqa.manifest import read_manifest, sha256_file
+    from lmliqa.models.checkpoint import read_metadata
+    from lmliqa.provenance import provenance
+
+    m = read_manifest(release)
+    extra = read_metadata(src)["extra"]
+    train = extra["train_config"]
+    path.write_text(json.dumps({
+        "provenance": provenance(),
+        "training": {"command": f"lmliqa train --preset {train['preset']} --data {extra['dataset']} "
+                                f"--split {extra['split']} --out {train['out']}",
+                     "checkpoint_sha256": sha256_file(src), "data": extra["dataset"],
+                     "n_images": m["checkpoint"]["trained_on"]["n_images"], "summary": extra.get("metrics")},
+        "release": {"name": m["name"], "command": m["provenance"]["command"], "commit": m["provenance"]["commit"],
+                    "data": m["data"], "accuracy": m["accuracy"], "cross_validation": m["cross_validation"],
+                    "artifacts": {n: {k: a[k] for k in ("target", "precision", "gates")}
+                                  for n, a in m["artifacts"].items()}},
+        "wheel_mb": round(size, 3), "budget_mb": BUDGET_MB}, indent=2))
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def weaknesses(parity: dict[str, Any], spec: str) -> dict[str, Any]:
         if kind.get(n):
             groups.setdefault(kind[n], []).append(i)
     for d, idx in sorted(groups.items()):
-        if len(idx) >= 5:
+        if len(idx) >= 5 and np.ptp(mos[idx]) > 0 and np.ptp(pred[idx]) > 0:
             by_distortion.append({"distortion": d, "n": len(idx),
                                   "srcc": float(stats.spearmanr(pred[idx], mos[idx])[0])})
     worst = [{"image": Path(names[i]).name, "mos": float(mos[i]), "score": float(pred[i])}
@@ -162,8 +162,8 @@ def model_card(body: dict[str, Any], parity: dict[str, Any], bench: dict[str, An
                      f"{t['mae']:.2f} |")
     worst_t = max(weak["terciles"], key=lambda t: t["mae"])
     lines += ["", f"The largest errors are in the {worst_t['range']}: scores there are off by {worst_t['mae']:.1f} "
-                  f"MOS points on average (bias {worst_t['bias']:+.1f}; a positive bias over-rates poor photos, a negative "
-                  "one under-rates good ones)."]
+                  f"MOS points on average (bias {worst_t['bias']:+.1f}; a positive bias over-rates poor photos, "
+                  "a negative one under-rates good ones)."]
     if weak["by_distortion"]:
         lines += ["", "| distortion | photos | SRCC within it |", "|---|---|---|"]
         lines += [f"| {d['distortion']} | {d['n']} | {d['srcc']:.3f}{' (ranked backwards)' if d['srcc'] < 0 else ''} |"
@@ -219,7 +219,7 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
     fig.supxlabel("torch FP32 score")
     fig.supylabel("artifact score")
     fig.tight_layout()
-    fig.savefig(figs / "scatter.png", dpi=110)
+    fig.savefig(figs / "scatter.png", dpi=90)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
@@ -229,7 +229,7 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
     ax.set_xlabel("|score - torch FP32| per photo (MOS units, log)")
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(figs / "abs_diff.png", dpi=110)
+    fig.savefig(figs / "abs_diff.png", dpi=90)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 5))
@@ -249,7 +249,7 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
     ax.set_ylabel("mean |score - torch FP32| (MOS units)")
     ax.set_title("speed against fidelity, every target x precision", fontsize=9)
     fig.tight_layout()
-    fig.savefig(figs / "speed_vs_fidelity.png", dpi=110)
+    fig.savefig(figs / "speed_vs_fidelity.png", dpi=90)
     plt.close(fig)
 
     overlap = body["data"]["allow_overlap"]

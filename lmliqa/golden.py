@@ -28,16 +28,18 @@ class Probe:
     what: str            # the contract case it exercises
 
 
-PROBES = (
+PROBES = (     # small files: a release that ships in the wheel keeps them (under 0.3 MB together)
     Probe("chelsea.jpg", "chelsea", "JPEG q92, 451 x 300, landscape"),
-    Probe("coffee_blur.png", "coffee", "Gaussian blur radius 3"),
-    Probe("coffee_noise.png", "coffee", "additive Gaussian noise sigma 20 (seeded)"),
-    Probe("coffee_dark.jpg", "coffee", "exposure x0.4, JPEG q90"),
-    Probe("astronaut_q8.jpg", "astronaut", "JPEG q8 (blocking)"),
-    Probe("rocket_exif6.jpg", "rocket", "stored rotated, EXIF Orientation 6: must be transposed before cropping"),
-    Probe("camera_grey.png", "camera", "8-bit grey (mode L)"),
-    Probe("chelsea_alpha.png", "chelsea", "RGBA with an alpha ramp: composited over the contract's background"),
-    Probe("astronaut_small.png", "astronaut", "160 x 160: below the crop size, upscaled by the contract"),
+    Probe("coffee_blur.jpg", "coffee", "336 x 224, Gaussian blur radius 2, JPEG q90"),
+    Probe("coffee_noise.jpg", "coffee", "336 x 224, additive Gaussian noise sigma 20 (seeded), JPEG q90"),
+    Probe("coffee_dark.jpg", "coffee", "336 x 224, exposure x0.4, JPEG q90"),
+    Probe("astronaut_q8.jpg", "astronaut", "512 x 512, JPEG q8 (blocking)"),
+    Probe("rocket_exif6.jpg", "rocket", "224 x 336 stored rotated with EXIF Orientation 6: must be transposed "
+                                        "before cropping"),
+    Probe("camera_grey.png", "camera", "256 x 256 8-bit grey PNG (mode L)"),
+    Probe("chelsea_alpha.png", "chelsea", "300 x 200 RGBA with an alpha ramp: composited over the contract's "
+                                          "background, upscaled to the crop size"),
+    Probe("astronaut_small.png", "astronaut", "128 x 128: below the crop size, upscaled by the contract"),
 )
 
 LICENCES = {   # as scikit-image's skimage.data documents them
@@ -69,13 +71,16 @@ def _make(p: Probe) -> bytes:
     from PIL import Image, ImageEnhance, ImageFilter
 
     img = _source(p.source)
+    lanczos = Image.Resampling.LANCZOS
+    if p.source == "coffee":
+        img = img.resize((336, 224), lanczos)
     if p.file == "chelsea.jpg":
         return _encode(img, "JPEG", quality=92)
-    if p.file == "coffee_blur.png":
-        return _encode(img.filter(ImageFilter.GaussianBlur(3)), "PNG")
-    if p.file == "coffee_noise.png":
+    if p.file == "coffee_blur.jpg":
+        return _encode(img.filter(ImageFilter.GaussianBlur(2)), "JPEG", quality=90)
+    if p.file == "coffee_noise.jpg":
         a = np.asarray(img, dtype=np.float32) + np.random.default_rng(0).normal(0, 20, np.asarray(img).shape)
-        return _encode(Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8)), "PNG")
+        return _encode(Image.fromarray(np.clip(a, 0, 255).round().astype(np.uint8)), "JPEG", quality=90)
     if p.file == "coffee_dark.jpg":
         return _encode(ImageEnhance.Brightness(img).enhance(0.4), "JPEG", quality=90)
     if p.file == "astronaut_q8.jpg":
@@ -83,16 +88,18 @@ def _make(p: Probe) -> bytes:
     if p.file == "rocket_exif6.jpg":    # Orientation 6: the viewer rotates 90 degrees clockwise to display
         exif = Image.Exif()
         exif[0x0112] = 6
-        return _encode(img.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=92, exif=exif)
+        small = img.resize((224, 336), lanczos)
+        return _encode(small.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=92, exif=exif)
     if p.file == "camera_grey.png":
-        return _encode(img.convert("L"), "PNG")
+        return _encode(img.convert("L").resize((256, 256), lanczos), "PNG")
     if p.file == "chelsea_alpha.png":
-        alpha = np.tile(np.linspace(40, 255, img.width).astype(np.uint8), (img.height, 1))
-        rgba = img.convert("RGBA")
+        small = img.resize((300, 200), lanczos)
+        alpha = np.tile(np.linspace(40, 255, small.width).astype(np.uint8), (small.height, 1))
+        rgba = small.convert("RGBA")
         rgba.putalpha(Image.fromarray(alpha))
         return _encode(rgba, "PNG")
     if p.file == "astronaut_small.png":
-        return _encode(img.resize((160, 160), Image.Resampling.LANCZOS), "PNG")
+        return _encode(img.resize((128, 128), lanczos), "PNG")
     raise ValueError(f"no recipe for probe {p.file}")
 
 

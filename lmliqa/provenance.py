@@ -34,12 +34,46 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpus() -> list[str]:
+    """The GPUs this process can see: torch's view when torch is already imported, else nvidia-smi's ([] = none)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def threads() -> int | None:
+    """Intra-op threads of the run: torch's setting when torch is imported, else OMP_NUM_THREADS (None: unset)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    env = os.environ.get("OMP_NUM_THREADS")
+    return int(env) if env and env.isdigit() else None
+
+
+def command() -> str:
+    """The command line as typed: `lmliqa ...` for python -m lmliqa, a script by its path inside the repo."""
+    prog = Path(sys.argv[0])
+    repo = Path(__file__).resolve().parents[1]
+    if prog.name == "__main__.py":
+        name = "lmliqa"
+    elif prog.suffix == ".py" and prog.resolve().is_relative_to(repo):
+        name = f"python {prog.resolve().relative_to(repo)}"
+    else:
+        name = prog.name
+    return " ".join([name] + sys.argv[1:])
+
+
 def provenance() -> dict[str, Any]:
     from . import __version__
     from .targets import tool_versions
 
-    prog = Path(sys.argv[0]).name
-    prog = "lmliqa" if prog == "__main__.py" else prog       # python -m lmliqa
-    return {"command": " ".join([prog] + sys.argv[1:]), "commit": git_commit(),
+    return {"command": command(), "commit": git_commit(),
             "lmliqa": __version__, "python": platform.python_version(), "versions": tool_versions(),
-            "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "platform": platform.platform()}}
+            "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "threads": threads(), "gpus": gpus(),
+                        "platform": platform.platform()}}

@@ -251,7 +251,8 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
 
     t0 = _stage(6, n, "golden", f"{len(golden.PROBES)} probe images, the reference and every artifact here")
     shipped = [a for a in registry.discover(out) if _keeps(cfg.keep, a.target.name, a.precision)]
-    gold = _golden(out / "golden", cfg.checkpoint, shipped, parity)
+    ckpt_name = f"{cfg.name or ckpt_meta['config']['name']}.safetensors" if cfg.include_checkpoint else None
+    gold = _golden(out / "golden", cfg.checkpoint, shipped, parity, ckpt_name)
     for name, g in gold["artifacts"].items():
         if g.get("check") and not g["check"]["ok"]:
             failures.append(f"golden probes {name}: max |d| {g['check']['max_abs']:.4g} > {g['tolerance']}")
@@ -270,9 +271,7 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
             shutil.rmtree(a.path) if a.path.is_dir() else a.path.unlink()
     for p in out.glob("*.pt2"):
         p.unlink()
-    ckpt_name = None
-    if cfg.include_checkpoint:
-        ckpt_name = f"{cfg.name or ckpt_meta['config']['name']}.safetensors"
+    if ckpt_name:
         shutil.copyfile(cfg.checkpoint, out / ckpt_name)
     kept = registry.discover(out)
     meta = kept[0].metadata if kept else {}
@@ -299,9 +298,9 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
     return body
 
 
-def _golden(folder: Path, checkpoint: Path, shipped, parity: dict[str, Any]) -> dict[str, Any]:
+def _golden(folder: Path, checkpoint: Path, shipped, parity: dict[str, Any], ckpt_name: str | None) -> dict[str, Any]:
     """Write the probes and golden.json: the torch reference's image and crop scores, each shipped artifact's
-    scores (as stored) and its tolerance."""
+    scores (as stored) and its tolerance (the shipped checkpoint, CKPT_NAME, must reproduce the reference)."""
     from . import golden
     from .runtimes import load
     from .runtimes.base import BackendUnavailable
@@ -333,6 +332,10 @@ def _golden(folder: Path, checkpoint: Path, shipped, parity: dict[str, Any]) -> 
         record["artifacts"][art.name] = entry
         entry["check"] = {"max_abs": max(probe_d), "ok": entry["tolerance"] is not None
                           and max(probe_d) <= entry["tolerance"]}
+    if ckpt_name:
+        record["artifacts"][ckpt_name] = {"target": "torch", "precision": "fp32", "tolerance": 0.01,
+                                          "tolerance_basis": "the reference itself, on another torch build or CPU",
+                                          "scores": {k: v["score"] for k, v in ref.items()}}
     (folder / golden.GOLDEN).write_text(json.dumps(record, indent=2))
     return record
 

@@ -70,9 +70,6 @@ def verify_release(folder: str | Path, threads: int | None = None) -> VerifyRepo
         report.errors.append(("golden", "golden probe files differ from the manifest; no probe was scored"))
         return report
     for name, art in manifest["artifacts"].items():
-        if art["target"] == "torch":
-            report.not_checked.append((name, "the torch reference: its probe scores are the golden reference"))
-            continue
         if any(f == name or f.startswith(name + "/") for f in bad):
             report.errors.append((name, "its files do not match the manifest; not scored"))
             continue

@@ -134,3 +134,21 @@ def test_a_failing_gate_writes_no_release(livec_run, livec_train_dir, livec_eval
     assert not (out / MANIFEST).exists()
     failed = json.loads((out / "evidence" / "release_failed.json").read_text())
     assert failed["failures"] == info.value.failures and any("onnx" in f for f in failed["failures"])
+
+
+def test_results_index_is_current_and_new_results_carry_provenance():
+    """Every file under benchmarks/results is listed by benchmarks/results_index.py (INDEX.md up to date), and every
+    one written from 2026-11-27 on records its command, commit, versions and machine."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, str(repo / "benchmarks" / "results_index.py"), "--check"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+    sys.path.insert(0, str(repo / "benchmarks"))
+    from results_index import RESULTS, record
+
+    for p in sorted(RESULTS.iterdir()):
+        if p.name != "INDEX.md" and p.name >= "2026-11-27":
+            assert not record(p)["legacy"], f"{p.name} lacks a provenance record"

@@ -1,0 +1,78 @@
+"""The model that ships in the package: it loads with no path, verifies, scores its probes within tolerance, fits
+the wheel budget, and scores a folder from a fresh torch-free venv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lmliqa import golden
+from lmliqa.default_model import RELEASE, manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_loads_without_a_path_and_scores_its_probes():
+    from lmliqa.runtimes import load
+
+    scorer = load()
+    assert scorer.backend == "onnxruntime" and scorer.precision.value == "int8"
+    assert load("default").path == scorer.path
+    gold = golden.read_golden(RELEASE / "golden")
+    check = golden.check_probes(gold, scorer.path.name, golden.score_probes(scorer, RELEASE / "golden"))
+    assert check.ok, check.line()
+    ref = load("default", backend="torch")          # the shipped fp16-stored checkpoint, the torch reference
+    got = golden.score_probes(ref, RELEASE / "golden")
+    for name, r in gold["reference"]["scores"].items():
+        assert abs(got[name]["score"] - r["score"]) <= 1e-3
+
+
+def test_default_verifies_and_info_shows_it():
+    from lmliqa.cli import main
+    from lmliqa.info import format_info, gather
+
+    assert main(["verify", "default"]) == 0
+    m = manifest()
+    assert m["checkpoint"]["trained_on"]["n_images"] == 609
+    text = format_info(gather())
+    assert m["name"] in text and "SRCC" in text and m["provenance"]["commit"][:12] in text
+
+
+@pytest.mark.slow
+def test_torch_free_venv_scores_a_folder_with_the_default(tmp_path):
+    """pip install 'lmliqa[onnx]' (from a wheel of this tree) in a fresh venv, then `lmliqa score DIR --csv`."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+                   check=True)
+    wheel = next(wheels.glob("lmliqa-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        shipped = sum(i.compress_size for i in z.infolist() if "default_model/release/" in i.filename)
+    assert shipped <= 15e6, f"the default model adds {shipped / 1e6:.1f} MB to the wheel (budget 15 MB)"
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", f"{wheel}[onnx]"], check=True)
+    probe = subprocess.run([str(py), "-c", "import importlib.util; print(importlib.util.find_spec('torch'))"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "None", "the torch-free install pulled torch in"
+    out = tmp_path / "scores.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    res = subprocess.run([str(venv / "bin" / "lmliqa"), "score", str(RELEASE / "golden"), "--csv", str(out)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(out))}
+    gold = golden.read_golden(RELEASE / "golden")
+    artifact = next(n for n, a in manifest()["artifacts"].items() if a["target"] == "onnx")
+    tol = gold["artifacts"][artifact]["tolerance"]
+    assert set(rows) == set(gold["reference"]["scores"])
+    for name, ref in gold["reference"]["scores"].items():
+        assert abs(float(rows[name]["score"]) - ref["score"]) <= tol, (name, rows[name], ref["score"])
+    assert json.loads((RELEASE / "manifest.json").read_text())["name"] in subprocess.run(
+        [str(venv / "bin" / "lmliqa"), "info"], capture_output=True, text=True, env=env).stdout
