@@ -12,14 +12,21 @@ from typing import Any
 
 import numpy as np
 
+# Pairs the reference scores closer than this (label units) are not gated on their order: LIVE-C's ratings have a
+# median standard deviation of 19.3 MOS points over ~175 raters per photo, a standard error of ~1.5 points, so
+# even the opinion scores do not order such pairs reliably. Both rates are always reported.
+FLIP_MARGIN = 1.0
 
-def rank_flip_rate(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of image pairs ordered differently by a and b (pairs tied in a are skipped)."""
-    da = np.sign(a[:, None] - a[None, :])
+
+def rank_flip_rate(a: np.ndarray, b: np.ndarray, margin: float = 0.0) -> float:
+    """Fraction of image pairs ordered differently by a and b, among the pairs a separates by more than MARGIN
+    (margin 0: every pair not tied in a)."""
+    diff_a = a[:, None] - a[None, :]
+    da = np.sign(diff_a)
     db = np.sign(b[:, None] - b[None, :])
     iu = np.triu_indices(len(a), k=1)
-    da, db = da[iu], db[iu]
-    keep = da != 0
+    da, db, gap = da[iu], db[iu], np.abs(diff_a[iu])
+    keep = (da != 0) & (gap > margin) if margin > 0 else da != 0
     return float(np.mean(da[keep] != db[keep])) if keep.any() else 0.0
 
 
@@ -33,7 +40,8 @@ class Fidelity:
     p95_abs: float
     srcc_vs_ref: float
     plcc_vs_ref: float
-    rank_flip_rate: float
+    rank_flip_rate: float                 # every pair
+    material_flip_rate: float             # pairs the reference separates by more than FLIP_MARGIN (gated)
     srcc_vs_mos: float | None = None
     plcc_vs_mos: float | None = None
     srcc_vs_mos_ref: float | None = None
@@ -56,6 +64,7 @@ def compare(ref: np.ndarray, got: np.ndarray, mos: np.ndarray | None = None, nam
         "p95_abs": float(np.percentile(err, 95)),
         "srcc_vs_ref": float(stats.spearmanr(got, ref)[0]), "plcc_vs_ref": float(stats.pearsonr(got, ref)[0]),
         "rank_flip_rate": rank_flip_rate(ref, got),
+        "material_flip_rate": rank_flip_rate(ref, got, FLIP_MARGIN),
     }
     if mos is not None:
         mos = np.asarray(mos, dtype=np.float64)
@@ -77,24 +86,26 @@ class Gate:
     max_abs: float | None = None
     mean_abs: float | None = None
     min_srcc: float | None = None        # SRCC against the reference
-    max_rank_flips: float | None = None  # fraction of image pairs
+    max_rank_flips: float | None = None  # fraction of the image pairs the reference separates by > FLIP_MARGIN
 
     def check(self, f: Fidelity) -> bool:
         return ((self.max_abs is None or f.max_abs <= self.max_abs)
                 and (self.mean_abs is None or f.mean_abs <= self.mean_abs)
                 and (self.min_srcc is None or f.srcc_vs_ref >= self.min_srcc)
-                and (self.max_rank_flips is None or f.rank_flip_rate <= self.max_rank_flips))
+                and (self.max_rank_flips is None or f.material_flip_rate <= self.max_rank_flips))
 
     def __str__(self) -> str:
         parts = [f"max <= {self.max_abs}" if self.max_abs is not None else "",
                  f"SRCC >= {self.min_srcc}" if self.min_srcc is not None else "",
                  f"mean <= {self.mean_abs}" if self.mean_abs is not None else "",
-                 f"flips <= {self.max_rank_flips:.0%}" if self.max_rank_flips is not None else ""]
+                 f"flips of pairs > {FLIP_MARGIN:g} apart <= {self.max_rank_flips:.0%}" if self.max_rank_flips
+                 is not None else ""]
         return ", ".join(p for p in parts if p)
 
 
 # FP32 artifacts agree with torch to 0.01; reduced float precision (fp16 / bf16 compute or fp16 weights) to 0.5
-# (max |d|); quantized models keep the ranking: SRCC >= 0.99 against FP32, mean |d| <= 1.0, <= 2 % pairs flipped.
+# (max |d|); quantized models keep the ranking: SRCC >= 0.99 against FP32, mean |d| <= 1.0, and <= 2 % of the pairs
+# that FP32 separates by more than FLIP_MARGIN flipped.
 EXACT = Gate(max_abs=0.01)
 REDUCED = Gate(max_abs=0.5)
 QUANTIZED = Gate(min_srcc=0.99, mean_abs=1.0, max_rank_flips=0.02)

@@ -136,13 +136,14 @@ def markdown_table(report: dict[str, Any]) -> str:
              f"(torch vs MOS: SRCC {report['torch_vs_mos']['srcc']:.4f}, PLCC {report['torch_vs_mos']['plcc']:.4f})",
              "",
              "| artifact | target | runtime | precision | size MB | max abs | mean abs | p95 abs | SRCC vs torch | "
-             "rank flips | SRCC vs MOS | PLCC vs MOS | gate |",
+             "rank flips (all / > 1 apart) | SRCC vs MOS | PLCC vs MOS | gate |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['artifact']} | {r['target']} | {r['backend']} | {r['precision']} | "
                      f"{r.get('size_mb', float('nan')):.1f} | {r['max_abs']:.4g} | "
                      f"{r['mean_abs']:.4g} | {r['p95_abs']:.4g} | {r['srcc_vs_ref']:.5f} | "
-                     f"{r['rank_flip_rate']:.4f} | {r['srcc_vs_mos']:.4f} | {r['plcc_vs_mos']:.4f} | "
+                     f"{r['rank_flip_rate']:.4f} / {r['material_flip_rate']:.4f} | {r['srcc_vs_mos']:.4f} | "
+                     f"{r['plcc_vs_mos']:.4f} | "
                      f"{'pass' if r['gate_pass'] else 'FAIL'} ({r['gate']}) |")
     lines += ["", "| artifact | target | precision | capability |", "|---|---|---|---|"]
     for c in report["capability"]:

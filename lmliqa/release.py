@@ -228,7 +228,8 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
         for name, v in r["details"].get("validation", {}).items():
             if v.get("gate_pass") is False:
                 failures.append(f"quantize validation {name}: {v['gate']} (SRCC {v['srcc_vs_ref']:.4f}, mean |d| "
-                                f"{v['mean_abs']:.3f}, flips {v['rank_flip_rate']:.2%})")
+                                f"{v['mean_abs']:.3f}, flips {v['rank_flip_rate']:.2%} / "
+                                f"{v['material_flip_rate']:.2%} of pairs > 1 apart)")
     _done(t0, "; ".join(f"{r['target']} {r['status']}" for r in quant["results"]))
 
     t0 = _stage(4, n, "parity", f"every artifact x precision against torch on {data['evaluation']['n_images']} "
@@ -351,11 +352,12 @@ def _artifact_records(out: Path, shipped, parity, quant, exported, gold, ckpt_na
                 gates.append({"check": "parity", "executed_as": r["precision"], "gate": r["gate"],
                               "pass": r["gate_pass"], "n": r["n"],
                               "measured": {k: r[k] for k in ("max_abs", "mean_abs", "p95_abs", "srcc_vs_ref",
-                                                            "rank_flip_rate", "srcc_vs_mos", "plcc_vs_mos")}})
+                                                            "rank_flip_rate", "material_flip_rate", "srcc_vs_mos",
+                                                            "plcc_vs_mos")}})
         v = validation.get(art.name)
         if v and "gate" in v:
             gates.append({"check": "quantize validation", "gate": v["gate"], "pass": v["gate_pass"], "n": v["n"],
-                          "measured": {k: v.get(k) for k in ("max_abs", "mean_abs", "srcc_vs_ref", "rank_flip_rate",
+                          "measured": {k: v.get(k) for k in ("max_abs", "mean_abs", "srcc_vs_ref", "material_flip_rate",
                                                              "srcc_vs_mos", "srcc_vs_mos_ref")}})
         g = gold["artifacts"].get(art.name, {})
         if "check" in g:

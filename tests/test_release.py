@@ -152,3 +152,13 @@ def test_results_index_is_current_and_new_results_carry_provenance():
     for p in sorted(RESULTS.iterdir()):
         if p.name != "INDEX.md" and p.name >= "2026-11-27":
             assert not record(p)["legacy"], f"{p.name} lacks a provenance record"
+
+
+def test_flip_rate_margin_skips_pairs_the_reference_barely_separates():
+    from lmliqa.fidelity import FLIP_MARGIN, QUANTIZED, compare, rank_flip_rate
+
+    a, b = np.array([0.0, 0.5, 5.0, 10.0]), np.array([0.5, 0.0, 10.0, 5.0])
+    assert rank_flip_rate(a, b) == pytest.approx(2 / 6)
+    assert rank_flip_rate(a, b, margin=FLIP_MARGIN) == pytest.approx(1 / 5)
+    f = compare(a, b)
+    assert f.material_flip_rate == pytest.approx(0.2) and not QUANTIZED.check(f)

@@ -138,7 +138,7 @@ def test_an_option_for_a_target_not_chosen_is_an_error(mobile_run, tmp_path, cap
 def test_typed_values():
     assert Precision("int8+bf16") is Precision.INT8_BF16 and Precision.INT8_BF16.quantized
     assert str(Precision.FP32.gate) == "max <= 0.01" and str(Precision.FP16.gate) == "max <= 0.5"
-    assert str(Precision.INT8.gate) == "SRCC >= 0.99, mean <= 1.0, flips <= 2%"
+    assert str(Precision.INT8.gate) == "SRCC >= 0.99, mean <= 1.0, flips of pairs > 1 apart <= 2%"
     assert targets.get("onnxruntime") is targets.get("onnx")
     with pytest.raises(TargetError):
         targets.get("tflite")
