@@ -289,7 +289,9 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
         "score": meta.get("score") or ckpt_meta["config"].get("score"),
         "data": data, "accuracy": accuracy, "cross_validation": cv and card.cv_headline(cv), "weaknesses": weak,
         "artifacts": _artifact_records(out, shipped, parity, quant, exported, gold, ckpt_name),
-        "not_verified_here": [c for c in parity["capability"] if c["outcome"] not in ("verified",)],
+        "not_verified_here": [c for c in parity["capability"] if c["outcome"] not in ("verified",)]
+        + [{"artifact": f"{r.target} (export)", "precision": "-", "status": f"{r.status}: {r.reason}"}
+           for r in exported if r.status in (Status.PARTIAL, Status.UNAVAILABLE)],
         "bench": {"cpu": bench["cpu"], "threads": bench["threads"], "batches": bench["batches"]},
     }
     card.write_report(out, body, parity, bench, quant)
