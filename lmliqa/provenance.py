@@ -12,12 +12,15 @@ from typing import Any
 
 
 def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the lmliqa source tree (with '+dirty' when it has uncommitted changes), None outside git."""
+    """The commit of the lmliqa source tree (with '+dirty' when its code has uncommitted changes), None outside
+    git."""
     where = str(path or Path(__file__).resolve().parents[1])
     try:
         sha = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+        # outputs kept in the tree (results, the shipped model) do not make the code dirty
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!benchmarks/results", ":!lmliqa/default_model/release"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
