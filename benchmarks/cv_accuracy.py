@@ -34,8 +34,8 @@ def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
 def main(argv: list[str] | None = None) -> int:
     from lmliqa.runtimes import load
 
+    from lmliqa.manifest import sha256_file
     from lmliqa.metrics import bootstrap_ci, iqa_metrics
-    from lmliqa.models.weights import sha256_file
     from lmliqa.provenance import provenance
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

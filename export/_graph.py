@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from lmliqa import __version__
+from lmliqa.manifest import sha256_file
 from lmliqa.models.checkpoint import load_checkpoint
 from lmliqa.models.network import QualityNet
-from lmliqa.models.weights import sha256_file
 from lmliqa.scope import FloatScope, ScopeError, under
 from lmliqa.targets import tool_versions
 

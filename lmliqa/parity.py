@@ -63,7 +63,7 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
                threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = ()) -> dict[str, Any]:
     """Every artifact in MODELS x every precision its target can execute, against the torch reference, on the
     images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the calibration images)."""
-    from .models.weights import sha256_file
+    from .manifest import sha256_file
 
     ds = open_dataset(data)
     records = [r for r in ds.records if str(r.path) not in skip]

@@ -208,7 +208,7 @@ def _program(out: Path, checkpoint: str | Path | None):
     from lmliqa.export import export_checkpoint
     from lmliqa.export._graph import PROGRAM_SUFFIX, load_program
 
-    from lmliqa.models.weights import sha256_file
+    from lmliqa.manifest import sha256_file
 
     found = sorted(out.glob(f"*{PROGRAM_SUFFIX}")) if out.is_dir() else []
     if len(found) > 1:

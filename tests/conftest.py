@@ -63,19 +63,8 @@ def photos(livec_dev):
 @pytest.fixture(scope="session")
 def livec_train_dir(livec_dev, tmp_path_factory) -> Path:
     """A folder spec of 160 LIVE-C dev photos disjoint from the parity subset (links + their scores.csv)."""
-    import csv
-
     names = sorted(p.name for p in (livec_dev / "images").iterdir())[N_GATE_PHOTOS:N_GATE_PHOTOS + 160]
-    rows = {r["image"]: r for r in csv.DictReader(open(livec_dev / "scores.csv"))}
-    out = tmp_path_factory.mktemp("livec_train")
-    (out / "images").mkdir()
-    with open(out / "scores.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image", "mos", "mos_std"])
-        for n in names:
-            (out / "images" / n).symlink_to(livec_dev / "images" / n)
-            w.writerow([n, rows[n]["mos"], rows[n]["mos_std"]])
-    return out
+    return _folder_spec(livec_dev, names, tmp_path_factory.mktemp("livec_train"))
 
 
 @pytest.fixture(scope="session")

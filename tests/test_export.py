@@ -33,7 +33,7 @@ def test_onnx_artifact_is_checked_dynamic_and_carries_metadata(exported):
     proto = onnx.load(str(out / "mobile.onnx"))
     check_onnx(proto)
     meta = json.loads({p.key: p.value for p in proto.metadata_props}["lmliqa"])
-    from lmliqa.models.weights import sha256_file
+    from lmliqa.manifest import sha256_file
 
     assert meta["source_checkpoint_sha256"] == sha256_file(ckpt)
     assert meta["contract"]["crop_size"] == 224 and meta["score"]["higher_is_better"] is True

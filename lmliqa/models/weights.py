@@ -8,13 +8,14 @@ arbitrary objects).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..manifest import sha256_file
 
 
 class WeightsError(RuntimeError):
@@ -52,14 +53,6 @@ OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
         source="EfficientNet-Lite0 ImageNet (lukemelas/EfficientNet-PyTorch port)",
     ),
 }
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def offline_state_dict(backbone: str) -> dict[str, torch.Tensor]:
