@@ -104,49 +104,78 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 1 if any(r.status is Status.FAILED for r in results) else 0
 
 
-def _expand_inputs(inputs: list[str]) -> list[str]:
-    import glob
-    from pathlib import Path
-
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-    out: list[str] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in exts and f.is_file())
-        elif any(ch in item for ch in "*?["):
-            out += sorted(glob.glob(item, recursive=True))
-        else:
-            out.append(item)  # a missing file is reported as that row's error
-    return out
+# `lmliqa score` exit status: documented in its --help and the README, asserted by tests/test_reliability.py.
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    import csv
+    from collections import Counter
 
     from lmliqa.runtimes import load
 
+    from .inputs import Scan
+    from .scorefile import Output, ResultWriter, model_identity, resume_state
+
+    fmt, path = next(((f, getattr(args, f)) for f in ("jsonl", "json", "csv") if getattr(args, f)), ("csv", "-"))
+    out = Output(path, fmt)
+    max_pixels = None if args.max_pixels <= 0 else int(args.max_pixels * 1e6)
     scorer = load(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                   device=args.device)
-    images = _expand_inputs(args.inputs)
-    if not images:
-        print("lmliqa: error: no images matched", file=sys.stderr)
-        return 2
-    results = list(scorer.score_many(images, batch_size=args.batch, progress=sys.stderr.isatty()))
-    if args.json:
-        print(json.dumps({"model": scorer.describe(), "results": [r.to_dict() for r in results]}, indent=2))
-    else:
-        rows = [{"image": r.image, "score": "" if r.score is None else f"{r.score:.4f}", "error": r.error}
-                for r in results]
-        f = open(args.csv, "w", newline="") if args.csv else sys.stdout
-        w = csv.DictWriter(f, fieldnames=["image", "score", "error"])
-        w.writeheader()
-        w.writerows(rows)
-        if args.csv:
-            f.close()
-            print(f"{sum(r.ok for r in results)} scored, {sum(not r.ok for r in results)} failed -> {args.csv}",
-                  file=sys.stderr)
-    return 0 if any(r.ok for r in results) else 1
+    identity = model_identity(scorer, max_pixels)
+    done = resume_state(out, identity) if args.resume else Counter()
+    resumed = sum(done.values())
+    scan = Scan(args.inputs, files_from=args.files_from)
+    todo = _not_done(scan, done)
+    first = next(todo, None)
+    if first is None and resumed == 0:
+        _report_skipped(scan, verbose=True)
+        print("lmliqa: error: no images to score", file=sys.stderr)
+        return EXIT_USAGE
+    writer = ResultWriter(out, scorer.describe(), identity, append=bool(resumed))
+    interrupted = False
+    try:
+        if first is not None:
+            images = _chain(first, todo)
+            for r in scorer.score_many(images, batch_size=args.batch, workers=args.workers, max_pixels=max_pixels,
+                                       progress=sys.stderr.isatty() and not args.quiet):
+                writer.write(r)
+                if not r.ok and not args.quiet:
+                    print(f"lmliqa: {r.image}: {r.error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = True
+    summary = {"scored": writer.counts["scored"], "failed": writer.counts["failed"], "resumed_rows": resumed,
+               "skipped": len(scan.skipped)}
+    writer.close(summary, interrupted=interrupted)
+    _report_skipped(scan, verbose=args.verbose)
+    if not args.quiet:
+        where = "" if out.to_stdout else f" -> {out.path}"
+        print(f"{summary['scored']} scored, {summary['failed']} failed"
+              + (f", {resumed} already done" if resumed else "")
+              + (f", {len(scan.skipped)} skipped (--verbose lists them)" if scan.skipped else "")
+              + where + (" (interrupted: --resume continues)" if interrupted else ""), file=sys.stderr)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+
+
+def _not_done(paths, done):
+    """PATHS without the rows an earlier run already wrote (each row accounts for one occurrence)."""
+    for p in paths:
+        if done[p] > 0:
+            done[p] -= 1
+            continue
+        yield p
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _report_skipped(scan, verbose: bool) -> None:
+    if verbose:
+        for s in scan.skipped:
+            print(f"lmliqa: skipped {s.path}: {s.reason}", file=sys.stderr)
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -340,7 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target_options(ex, targets.Stage.EXPORT)
     ex.set_defaults(func=_cmd_export)
 
-    sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)")
+    sc = sub.add_parser("score", help="score images with an exported model (or a checkpoint, via torch)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Every input gets exactly one row: a score, or an error naming the cause "
+                                    "(error_kind one of missing, unreadable, empty, not_an_image, unsupported, "
+                                    "truncated, corrupt, too_large). Rows are written and flushed one by one in "
+                                    "input order; --resume continues an interrupted run into the same file.",
+                        epilog="exit status:\n  0    every input scored\n  1    some inputs failed (their rows say "
+                               "why; the rest are scored)\n  2    usage, model or output-file error; nothing to "
+                               "score\n  130  interrupted (every finished row is kept: --resume continues)")
     suffixes = ", ".join(s for t in targets.targets(reference=True) for s in t.suffixes)
     sc.add_argument("--model", default="default", help=f"an artifact ({suffixes}; an OpenVINO IR folder); default: the "
                                                        "model that ships in the package (`lmliqa info` shows it)")
@@ -352,12 +389,26 @@ def build_parser() -> argparse.ArgumentParser:
                          "fp16 on request)")
     sc.add_argument("--device", help="OpenVINO CPU/GPU/NPU/AUTO; ONNX Runtime cpu, cuda[:N] or a provider name; "
                                      "Core ML ALL/CPU_ONLY/CPU_AND_GPU/CPU_AND_NE; TensorRT cuda:N")
-    sc.add_argument("--threads", type=int)
+    sc.add_argument("--threads", type=int, help="inference threads")
+    sc.add_argument("--workers", type=int, help="decoding threads, overlapped with inference (default min(4, CPUs); "
+                                                "0 decodes in the main thread)")
     sc.add_argument("--batch", type=int, default=8, help="images per inference call")
-    sc.add_argument("inputs", nargs="+", help="image files, folders (recursive) and globs")
+    sc.add_argument("--max-pixels", type=float, default=200.0, metavar="MEGAPIXELS",
+                    help="refuse larger images from their header, before decoding (default 200; 0: no limit)")
+    sc.add_argument("inputs", nargs="*", help="image files (always tried), folders (walked recursively; files "
+                                              "without an image name are skipped and counted) and globs")
+    sc.add_argument("--files-from", metavar="LIST", help="also score the paths listed in LIST, one per line ('-': "
+                                                        "standard input)")
     out = sc.add_mutually_exclusive_group()
-    out.add_argument("--json", action="store_true")
-    out.add_argument("--csv", metavar="OUT", help="write image,score,error rows to OUT")
+    out.add_argument("--csv", metavar="OUT", help="write image,score,error,error_kind rows to OUT ('-': standard "
+                                                  "output; the default)")
+    out.add_argument("--jsonl", metavar="OUT", help="write one JSON object per image to OUT ('-': standard output)")
+    out.add_argument("--json", metavar="OUT", nargs="?", const="-",
+                     help="write one JSON document (model, results, summary) to OUT (default '-': standard output)")
+    sc.add_argument("--resume", action="store_true", help="continue OUT: skip the images it already has rows for "
+                                                          "(refused when another model wrote it)")
+    sc.add_argument("--verbose", action="store_true", help="list what folder walks and globs skipped, and why")
+    sc.add_argument("--quiet", action="store_true", help="no progress, per-image errors or summary on stderr")
     sc.set_defaults(func=_cmd_score)
 
     pa = sub.add_parser("parity", help="every exported artifact x precision against the torch reference",
@@ -455,13 +506,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .manifest import ReleaseError
     from .runtimes.base import ArtifactError, BackendUnavailable
     from .scope import ScopeError
+    from .scorefile import ResumeError
     from .targets import TargetError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError,
-            ReleaseError) as exc:
+            ReleaseError, ResumeError) as exc:
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,8 @@ travels inside every checkpoint and exported artifact.
 
 Pipeline, in order (each step is a field of :class:`PreprocessContract`):
 
-1. **decode** with Pillow; the first frame of animated files.
+1. **decode** with Pillow (:mod:`lmliqa.decode`: errors by kind, decompression bombs refused); the first frame
+   of animated files.
 2. **EXIF orientation** applied (``ImageOps.exif_transpose``) when ``exif_transpose`` is true.
 3. **to RGB**, with explicit rules per mode (see :func:`to_rgb`): 16-bit grey/int images are scaled
    by 1/257 and rounded, float images are taken as 0..1, alpha and palette transparency are composited
@@ -27,17 +28,17 @@ Pipeline, in order (each step is a field of :class:`PreprocessContract`):
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias)
+from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_rgb, to_rgb
+
+__all__ = ["PreprocessContract", "ScoreScale", "ContractError", "ImageDecodeError", "ImageSource", "load_rgb",
+           "to_rgb", "DEFAULT_MAX_PIXELS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,10 +54,6 @@ _INTERPOLATIONS = {
 }
 _RESIZE_MODES = ("none", "shorter_side", "longer_side", "fixed")
 _AGGREGATIONS = ("mean", "median")
-
-
-class ImageDecodeError(ValueError):
-    """An input could not be turned into an RGB image; the message names the input."""
 
 
 class ContractError(ValueError):
@@ -158,9 +155,10 @@ class PreprocessContract:
         return self.eval_rows * self.eval_cols
 
     # ----------------------------------------------------------------- pipeline
-    def load(self, src: ImageSource) -> Image.Image:
-        """Steps 1-4: decode, orient, convert to RGB and resize."""
-        return self.resize_image(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background))
+    def load(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Steps 1-4: decode, orient, convert to RGB and resize (lmliqa.decode refuses images over max_pixels)."""
+        return self.resize_image(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background,
+                                          max_pixels=max_pixels))
 
     def resize_image(self, img: Image.Image) -> Image.Image:
         w, h = img.size
@@ -192,9 +190,9 @@ class PreprocessContract:
         return [(_grid_pos(r, self.eval_rows, height - s), _grid_pos(c, self.eval_cols, width - s))
                 for r in range(self.eval_rows) for c in range(self.eval_cols)]
 
-    def eval_crops(self, src: ImageSource) -> np.ndarray:
+    def eval_crops(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """The model input for one image: (n_eval_crops, 3, s, s) float32 pixels 0..255."""
-        arr = np.asarray(self.load(src), dtype=np.uint8)
+        arr = np.asarray(self.load(src, max_pixels), dtype=np.uint8)
         s = self.crop_size
         crops = [arr[t:t + s, l:l + s] for t, l in self.eval_boxes(*arr.shape[:2])]
         return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
@@ -236,91 +234,3 @@ def _grid_pos(i: int, n: int, span: int) -> int:
     if n == 1:
         return span // 2
     return int(round(i * span / (n - 1)))
-
-
-# --------------------------------------------------------------------------------- decoding
-def load_rgb(src: ImageSource, exif_transpose: bool = True,
-             background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Decode any supported input to an 8-bit RGB Pillow image, or raise ImageDecodeError."""
-    name = _describe(src)
-    try:
-        if isinstance(src, np.ndarray):
-            return to_rgb(_from_array(src), background)
-        if isinstance(src, Image.Image):
-            return to_rgb(_oriented(src, exif_transpose), background)
-        if isinstance(src, (bytes, bytearray, memoryview)):
-            fp: Any = io.BytesIO(bytes(src))
-        elif isinstance(src, (str, os.PathLike)):
-            fp = Path(src)
-            if not fp.is_file():
-                raise ImageDecodeError(f"{name}: no such file")
-        else:
-            raise ImageDecodeError(f"unsupported input type {type(src).__name__}; "
-                                   "give a path, bytes, a PIL image or an HxW[x3|4] uint8 array")
-        with Image.open(fp) as opened:
-            opened.seek(0)  # first frame of animated files
-            img = _oriented(opened, exif_transpose)
-            img.load()
-        return to_rgb(img, background)
-    except ImageDecodeError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from exc
-
-
-def _oriented(img: Image.Image, exif_transpose: bool) -> Image.Image:
-    """A loaded copy of img, turned upright by its EXIF orientation tag when asked."""
-    if exif_transpose:
-        out = ImageOps.exif_transpose(img)
-        if out is not None and out is not img:
-            return out
-    return img.copy()
-
-
-def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB with explicit, documented rules."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
-        # 16-bit (or 32-bit integer) grey: the 0..65535 range maps to 0..255 (v / 257, rounded).
-        a = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode == "F":
-        a = np.asarray(img, dtype=np.float64)  # float grey is taken as 0..1
-        return Image.fromarray(np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-        mode = img.mode
-        if mode == "RGB":
-            return img
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, tuple(background) + (255,))
-        return Image.alpha_composite(base, rgba).convert("RGB")
-    # L, 1, CMYK (Pillow's naive conversion), YCbCr, LAB, HSV
-    return img.convert("RGB")
-
-
-def _from_array(a: np.ndarray) -> Image.Image:
-    if a.dtype == np.uint8:
-        if a.ndim == 2:
-            return Image.fromarray(a, "L")
-        if a.ndim == 3 and a.shape[2] in (3, 4):
-            return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[2] == 3 else "RGBA")
-    elif a.dtype == np.uint16 and a.ndim == 2:
-        return Image.fromarray(a, "I;16")
-    raise ImageDecodeError(f"array of shape {a.shape} and dtype {a.dtype} is not an image: "
-                           "give HxW or HxWx3/4 uint8 (RGB order) or HxW uint16")
-
-
-def _describe(src: Any) -> str:
-    if isinstance(src, (str, os.PathLike)):
-        return str(src)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return f"<{len(src)} bytes>"
-    if isinstance(src, np.ndarray):
-        return f"<array {src.shape} {src.dtype}>"
-    if isinstance(src, Image.Image):
-        return f"<PIL {src.mode} {src.size[0]}x{src.size[1]}>"
-    return f"<{type(src).__name__}>"

@@ -4,14 +4,17 @@ is cropped and averaged by the same code whatever executes the network."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lmliqa.contract import ImageDecodeError, ImageSource, PreprocessContract, ScoreScale
+from lmliqa.contract import ContractError, PreprocessContract, ScoreScale
+from lmliqa.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, describe
 from lmliqa.targets import Precision
 
 
@@ -55,10 +58,14 @@ def stored_precision(metadata: dict[str, Any], asked: Precision | None, path: An
 
 @dataclass
 class ImageResult:
+    """One input's outcome: a finite score with its crop scores, or the error (``error`` says why in words,
+    ``error_kind`` is one of lmliqa.decode.KINDS)."""
+
     image: str
     score: float | None
     crop_scores: list[float] = field(default_factory=list)
     error: str = ""
+    error_kind: str = ""
 
     @property
     def ok(self) -> bool:
@@ -119,25 +126,31 @@ class Scorer:
     def score(self, image: ImageSource) -> ImageResult:
         return next(iter(self.score_many([image], batch_size=1)))
 
-    def score_many(self, images: Iterable[ImageSource], batch_size: int = 8,
-                   progress: bool = False) -> Iterator[ImageResult]:
-        """Score images in order; an image that fails to decode yields a result with its error, and the
-        rest are scored. batch_size counts images (each brings the contract's n crops)."""
-        items = images
+    def score_many(self, images: Iterable[ImageSource], batch_size: int = 8, progress: bool = False,
+                   workers: int | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[ImageResult]:
+        """Score images lazily and in input order: one result per input, a finite score or the error that kept
+        it from one (the rest are scored). batch_size counts images per inference call (each brings the
+        contract's n crops). Decoding runs in ``workers`` threads (default: min(4, CPUs); 0: in this thread),
+        ahead of inference by at most two batches, so memory stays bounded however many inputs come.
+        max_pixels: images larger than this are refused from their header (lmliqa.decode)."""
+        items: Iterable[ImageSource] = images
         if progress:
             from tqdm import tqdm
 
             items = tqdm(images, unit="img", desc=f"scoring ({self.backend}, {self.precision})")
+        workers = min(4, os.cpu_count() or 1) if workers is None else workers
+
+        def decode(image: ImageSource) -> np.ndarray:
+            return self.contract.eval_crops(image, max_pixels=max_pixels)
+
         pending: list[tuple[str, np.ndarray]] = []
-        for image in items:
-            name = _name(image)
-            try:
-                pending.append((name, self.contract.eval_crops(image)))
-            except (ImageDecodeError, ValueError, OSError) as exc:
+        for name, crops in _ordered_map(decode, items, workers, ahead=2 * batch_size + workers):
+            if isinstance(crops, BaseException):
                 yield from self._flush(pending)
                 pending = []
-                yield ImageResult(name, None, [], str(exc))
+                yield _failed(name, crops)
                 continue
+            pending.append((name, crops))
             if len(pending) >= batch_size:
                 yield from self._flush(pending)
                 pending = []
@@ -151,7 +164,12 @@ class Scorer:
         for name, crops in pending:
             s = scores[pos:pos + len(crops)]
             pos += len(crops)
-            yield ImageResult(name, self.contract.aggregate(s), [float(v) for v in s], "")
+            score = self.contract.aggregate(s)
+            if np.isfinite(score):
+                yield ImageResult(name, score, [float(v) for v in s])
+            else:
+                yield ImageResult(name, None, [float(v) for v in s], "the model returned a non-finite score",
+                                  "corrupt")
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "precision": self.precision.value, "precision_detail": self.detail,
@@ -160,7 +178,41 @@ class Scorer:
                 "eval_crops": self.contract.n_eval_crops, "score": self.scale.to_dict()}
 
 
-def _name(image: Any) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return str(image)
-    return f"<{type(image).__name__}>"
+def _failed(name: str, exc: BaseException) -> ImageResult:
+    if isinstance(exc, ImageDecodeError):
+        return ImageResult(name, None, [], exc.reason, exc.kind)
+    return ImageResult(name, None, [], str(exc), "unsupported")   # ContractError: e.g. small_image="error"
+
+
+def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int,
+                 ahead: int) -> Iterator[tuple[str, Any]]:
+    """(name, fn(item) or the input error it raised) for each item, in input order; with workers > 0, fn runs in
+    a thread pool at most AHEAD items ahead of the consumer. Errors other than bad input propagate."""
+    expected = (ImageDecodeError, ContractError)
+    if workers <= 0:
+        for item in items:
+            try:
+                yield describe(item), fn(item)
+            except expected as exc:
+                yield describe(item), exc
+        return
+    window: deque[tuple[str, Future]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="lmliqa-decode") as pool:
+        try:
+            for item in items:
+                window.append((describe(item), pool.submit(fn, item)))
+                if len(window) >= ahead:
+                    yield _take(window.popleft(), expected)
+            while window:
+                yield _take(window.popleft(), expected)
+        finally:
+            for _, fut in window:        # the consumer stopped early (or an error propagates): drop the rest
+                fut.cancel()
+
+
+def _take(entry: tuple[str, Future], expected: tuple[type[BaseException], ...]) -> tuple[str, Any]:
+    name, fut = entry
+    try:
+        return name, fut.result()
+    except expected as exc:
+        return name, exc

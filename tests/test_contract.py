@@ -108,8 +108,9 @@ def test_decode_errors_name_the_input(tmp_path):
         load_rgb(tmp_path / "missing.jpg")
     bad = tmp_path / "truncated.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(ImageDecodeError, match="truncated.png: cannot decode"):
+    with pytest.raises(ImageDecodeError, match="truncated.png: truncated PNG") as e:
         load_rgb(bad)
+    assert e.value.kind == "truncated"
     with pytest.raises(ImageDecodeError, match="not an image"):
         load_rgb(np.zeros((4, 4), np.float32))
 

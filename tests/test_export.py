@@ -174,7 +174,8 @@ def test_bad_inputs_are_reported_and_the_rest_scored(exported, photos, tmp_path)
     results = list(load(out / "mobile.onnx").score_many([photos[0], str(bad), str(tmp_path / "gone.png"),
                                                          photos[1]], batch_size=3))
     assert [r.ok for r in results] == [True, False, False, True]
-    assert "bad.jpg: cannot decode" in results[1].error and "no such file" in results[2].error
+    assert (results[1].error_kind, results[1].error) == ("not_an_image", "not an image: a text file")
+    assert (results[2].error_kind, results[2].error) == ("missing", "no such file")
     assert len(results[0].crop_scores) == 9
 
 
@@ -195,12 +196,12 @@ def test_score_cli_rows_for_dirs_globs_and_bad_files(exported, photos, torch_sco
     (d / "broken.png").write_bytes(b"\x89PNG broken")
     rc = main(["score", "--model", str(out / "mobile.onnx"), str(d), str(tmp_path / "photos" / "p*.jpg"),
                str(tmp_path / "gone.jpg"), "--csv", str(tmp_path / "s.csv")])
-    assert rc == 0
+    assert rc == 1                                                  # some inputs failed
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     names = [os.path.basename(r["image"]) for r in rows]
     assert names == ["broken.png", "p0.jpg", "p1.jpg", "p2.jpg", "p0.jpg", "p1.jpg", "gone.jpg"]
     errors = {n: r["error"] for n, r in zip(names, rows)}
-    assert "cannot decode" in errors["broken.png"] and "no such file" in errors["gone.jpg"]
+    assert errors["broken.png"].startswith("truncated PNG") and errors["gone.jpg"] == "no such file"
     got = {n: float(r["score"]) for n, r in zip(names, rows) if not r["error"]}
     assert np.allclose([got["p0.jpg"], got["p1.jpg"], got["p2.jpg"]], torch_scores[:3], atol=0.01)
     capsys.readouterr()
