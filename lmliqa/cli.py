@@ -508,12 +508,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .scope import ScopeError
     from .scorefile import ResumeError
     from .targets import TargetError
+    from .train.config import ResumeError as TrainResumeError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError,
-            ReleaseError, ResumeError) as exc:
+            ReleaseError, ResumeError, TrainResumeError) as exc:
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

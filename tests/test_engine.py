@@ -151,3 +151,78 @@ def test_eval_uses_the_recorded_test_split_however_the_path_is_spelled(tmp_path,
                  "--data", f"folder:{tmp_path / 'data'}/", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["split"] == "test" and r["n"] == len(split["test"]) == 3
+
+
+# ------------------------------------------------------------------ killed runs (issue 12)
+KILL_ARGS = ["--preset", "tiny", "--max-steps", "8", "--split", "all", "--threads", "2", "--set", "images_per_step=4",
+             "--set", "crops_per_image=3", "--set", "log_every=1", "--set", "eval_every=0", "--set",
+             "checkpoint_every=2"]
+
+
+def _train_cli(out, data, *extra, kill=None):
+    env = {k: v for k, v in os.environ.items() if k != "LMLIQA_KILL_AT"}
+    if kill:
+        env["LMLIQA_KILL_AT"] = kill
+    return subprocess.run([sys.executable, "-m", "lmliqa", "train", "--data", data, "--out", str(out), *KILL_ARGS,
+                           *extra], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.mark.parametrize("kill", ["step:3", "checkpoint_write:2", "checkpoint_replaced:3", "final_write:1"])
+def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_weights(kill, tmp_path, synthetic_dir, straight_run):
+    """SIGKILL after an optimizer step, half way through writing last.pt, just after replacing it, and while the
+    final weights are written: last.pt always loads (weights_only) and --resume ends with the uninterrupted run's
+    weights, bitwise (same seed, CPU, one process)."""
+    import torch
+
+    from lmliqa.train.engine import load_state
+
+    data = f"synthetic:{synthetic_dir}"
+    killed = _train_cli(tmp_path, data, kill=kill)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "final.safetensors").exists()
+    state = load_state(tmp_path / "last.pt")                       # never corrupt: the previous or the new state
+    assert state["step"] in {"step:3": (2,), "checkpoint_write:2": (2,), "checkpoint_replaced:3": (6,),
+                             "final_write:1": (8,)}[kill]
+    resumed = _train_cli(tmp_path, data, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert not list(tmp_path.glob("last.pt*.tmp"))
+    a, b = _weights(straight_run / "final.safetensors"), _weights(tmp_path / "final.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))]
+    assert steps == list(range(1, 9))                              # rows after the checkpoint were not doubled
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory, synthetic_dir):
+    out = tmp_path_factory.mktemp("straight")
+    r = _train_cli(out, f"synthetic:{synthetic_dir}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_resume_refuses_other_options_and_foreign_state_files(tmp_path, synthetic_dir, straight_run, capsys):
+    import shutil
+
+    shutil.copy(straight_run / "last.pt", tmp_path / "last.pt")
+    data = f"synthetic:{synthetic_dir}"
+    other = _train_cli(tmp_path, data, "--resume", "--set", "lr=0.005", "--seed", "3")
+    assert other.returncode == 2
+    assert "other options (lr: 0.001 -> 0.005, seed: 0 -> 3)" in other.stderr and "Traceback" not in other.stderr
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    (tmp_path / "last.pt").write_bytes(pickle.dumps({"step": Evil()}))
+    evil = _train_cli(tmp_path, data, "--resume")
+    assert evil.returncode == 2 and not marker.exists()
+    assert "last.pt is not a training state lmliqa wrote; refused without running it" in evil.stderr

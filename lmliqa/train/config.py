@@ -72,6 +72,16 @@ class TrainConfig:
         return {f.name: f for f in dataclasses.fields(cls)}
 
 
+# Options a resumed run may change: where and how fast it runs, what it logs, when it stops. Any other option
+# changed between a run and its resumption would mix two trainings in one set of weights, so resume refuses it.
+RESUME_MAY_CHANGE = frozenset({"out", "resume", "device", "threads", "workers", "cache_images", "eval_every",
+                               "eval_teacher", "log_every", "checkpoint_every", "max_steps", "epochs"})
+
+
+class ResumeError(RuntimeError):
+    """A training state cannot be resumed from (foreign file, other options or split); the message says why."""
+
+
 def _load_yaml(path: Path) -> dict[str, Any]:
     import yaml
 

@@ -34,7 +34,7 @@ from ..data.splits import kfold_splits, random_splits
 from ..evaluate import predict
 from ..models.checkpoint import save_checkpoint
 from ..models.network import ConvTokens, build_model
-from .config import TrainConfig
+from .config import RESUME_MAY_CHANGE, ResumeError, TrainConfig
 from .lml import EMATeacher, LMLModel
 from .loader import TrainCrops
 from .losses import local_manifold_loss, regression_loss
@@ -164,21 +164,99 @@ def set_train_mode(model: LMLModel, prefixes: list[str]) -> None:
 
 
 # -------------------------------------------------------------------------------------- checkpoints
+def failpoint(name: str) -> None:
+    """Fault injection for tests/test_engine.py: LMLIQA_KILL_AT="NAME:K" SIGKILLs this process the K-th time it
+    reaches NAME (step, checkpoint_write, checkpoint_replaced, final_write). Unset, this does nothing."""
+    spec = os.environ.get("LMLIQA_KILL_AT")
+    if not spec or spec.rpartition(":")[0] != name:
+        return
+    _FAILPOINT_HITS[name] = _FAILPOINT_HITS.get(name, 0) + 1
+    if _FAILPOINT_HITS[name] == int(spec.rpartition(":")[2]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAILPOINT_HITS: dict[str, int] = {}
+
+
 def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write OBJ so that PATH is always either the previous state or the new one, whole: serialise, write a temp
+    file in the same folder, fsync it, rename it over PATH, fsync the folder."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            half = len(data) // 2
+            f.write(data[:half])
+            failpoint("checkpoint_write")          # a kill here leaves a half-written temp file, PATH intact
+            f.write(data[half:])
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        failpoint("checkpoint_replaced")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):       # not every filesystem lets a folder be opened for fsync
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """The resumable state at PATH, read with weights_only=True (tensors and plain values only: a state file
+    cannot run code), or a clear error saying why it cannot be resumed from."""
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResumeError(f"{path} is not a training state lmliqa wrote; refused without running it ({first})") \
+            from None
+    if not isinstance(state, dict) or not {"step", "student", "optimizer", "config", "split"} <= set(state):
+        raise ResumeError(f"{path} is not a training state lmliqa wrote (keys {sorted(state)[:8]})"
+                          if isinstance(state, dict) else f"{path} is not a training state lmliqa wrote")
+    return state
+
+
+def check_resumable(state: dict[str, Any], cfg: TrainConfig, split: dict[str, list[int]], path: Path) -> None:
+    """Refuse to resume STATE under another configuration or data split (RESUME_MAY_CHANGE lists what may)."""
+    if state["split"] != split:
+        raise ResumeError(f"{path}: the saved run used another split; resume with the same --split and data")
+    old, new = state["config"], cfg.to_dict()
+    changed = sorted(k for k in set(old) | set(new) if k not in RESUME_MAY_CHANGE and old.get(k) != new.get(k))
+    if changed:
+        diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise ResumeError(f"{path} was saved by a run with other options ({diff}); resuming would mix two trainings. "
+                          "Resume with the same options, or train into a new --out")
+
+
 class CsvLog:
-    def __init__(self, path: Path, columns: list[str], resume: bool) -> None:
+    """A CSV log flushed row by row. Resumed at step S, it keeps the rows up to S and drops those a killed run
+    wrote after its last checkpoint (they are written again), so the log reads as one uninterrupted run."""
+
+    def __init__(self, path: Path, columns: list[str], resume: bool, step: int = 0) -> None:
         self.columns = columns
         new = not (resume and path.is_file())
+        if not new:
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(rows)
         self.f = open(path, "w" if new else "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=columns, extrasaction="ignore")
         if new:
@@ -248,10 +326,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                       cfg.cache_images)
     step, best = 0, {"srcc": -2.0}
     state_path = out / STATE_FILE
+    if d.main:
+        for stale in out.glob(f"{STATE_FILE}*.tmp"):    # a temp file left by a process killed mid-write
+            stale.unlink()
     if cfg.resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["split"] != {"train": train_idx, "test": test_idx}:
-            raise RuntimeError(f"{state_path}: the saved run used another split; resume with the same --split")
+        state = load_state(state_path)
+        check_resumable(state, cfg, {"train": train_idx, "test": test_idx}, state_path)
         student.load_state_dict(state["student"])
         if teacher is not None:
             teacher.module.load_state_dict(state["teacher"])
@@ -275,9 +355,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         (out / "split.json").write_text(json.dumps({"split": cfg.split, "seed": cfg.split_seed,
                                                     "train": train_idx, "test": test_idx}))
     log = CsvLog(out / "train_log.csv", ["step", "epoch", "lr", "loss", "reg", "lml", "distill", "lml_keys",
-                                         "crops_per_s", "elapsed_s"], cfg.resume) if d.main else None
+                                         "crops_per_s", "elapsed_s"], cfg.resume, step) if d.main else None
     evlog = CsvLog(out / "eval_log.csv", ["step", "epoch", "model", "n", "srcc", "plcc", "plcc_logistic", "krcc",
-                                          "rmse"], cfg.resume) if d.main else None
+                                          "rmse"], cfg.resume, step) if d.main else None
     tb = _tensorboard(out) if d.main else None
 
     deploy_name = "teacher" if cfg.deploy == "teacher" and teacher is not None else "student"
@@ -336,6 +416,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 loss, stats = compute_losses(cfg, student, ddp_student, teacher, x, whole, boxes, y, d)
             optimizer_step(loss, optimizer, scaler, student, cfg.clip_grad)
             step += 1
+            failpoint("step")
             scheduler.step_update(step)
             if teacher is not None:
                 teacher.update(student)
@@ -377,6 +458,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                "peak_mem_gib": round(_peak_memory_gib(device), 3),
                                "peak_mem_kind": "cuda max allocated" if device.type == "cuda" else "process RSS"}
     if d.main:
+        failpoint("final_write")
         save_checkpoint(out / "final.safetensors", deployed(), extra=_extra(cfg, ds, "final", None))
         if test_idx:
             final = predict(deployed(), ds, test_idx, device=str(device)).metrics(ds)
