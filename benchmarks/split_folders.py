@@ -1,5 +1,5 @@
-"""Write a checkpoint's recorded train/test split as two `folder:` data specs (symlinks to the images plus their
-scores.csv), so that `lmliqa quantize --calib` can calibrate on the photos the model was trained on and
+"""Write a checkpoint's recorded train/test split as two `folder:` data specs (hard links to the images, or copies,
+plus their scores.csv), so that `lmliqa quantize --calib` can calibrate on the photos the model was trained on and
 `lmliqa parity --data` can measure it on the photos it never saw.
 
     python benchmarks/split_folders.py --checkpoint runs/cv/fold_0/final.safetensors --out work/fold0
@@ -13,6 +13,7 @@ import csv
 from pathlib import Path
 
 from lmliqa.data import open_dataset
+from lmliqa.data.base import link_or_copy
 from lmliqa.models.checkpoint import read_metadata
 from lmliqa.train.config import resolve_config
 from lmliqa.train.engine import resolve_split
@@ -27,7 +28,7 @@ def write_folder(ds, indices: list[int], out: Path) -> Path:
             rec = ds.records[i]
             link = out / "images" / Path(rec.path).name
             if not link.exists():
-                link.symlink_to(Path(rec.path).resolve())
+                link_or_copy(Path(rec.path), link)
             w.writerow([link.name, rec.mos])
     return out
 

@@ -22,7 +22,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     from .data import open_dataset
     from .data.check import check_dataset, format_report
 
-    ds = open_dataset(args.spec, seed=args.seed)
+    ds = open_dataset(args.spec, seed=args.seed, strict=False)   # reports label entries outside the root
     rep = check_dataset(ds, min_side=args.min_side, progress=not args.json and sys.stderr.isatty())
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     return 0 if rep["ok"] else 1
@@ -501,20 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .contract import ContractError
-    from .data.base import DatasetError
-    from .manifest import ReleaseError
-    from .runtimes.base import ArtifactError, BackendUnavailable
-    from .scope import ScopeError
-    from .scorefile import ResumeError
-    from .targets import TargetError
-    from .train.config import ResumeError as TrainResumeError
+    from .errors import LmliqaError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DatasetError, ContractError, ArtifactError, BackendUnavailable, TargetError, ScopeError,
-            ReleaseError, ResumeError, TrainResumeError) as exc:
+    except LmliqaError as exc:       # bad input, file, option or environment: the message says which (exit 2)
         print(f"lmliqa: error: {exc}", file=sys.stderr)
         return 2
 

@@ -36,9 +36,12 @@ import numpy as np
 from PIL import Image
 
 from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_rgb, to_rgb
+from .errors import LmliqaError
 
-__all__ = ["PreprocessContract", "ScoreScale", "ContractError", "ImageDecodeError", "ImageSource", "load_rgb",
-           "to_rgb", "DEFAULT_MAX_PIXELS"]
+CONTRACT_VERSION = 1     # the contract this lmliqa implements; artifacts declare theirs
+
+__all__ = ["CONTRACT_VERSION", "PreprocessContract", "ScoreScale", "ContractError", "ImageDecodeError", "ImageSource",
+           "load_rgb", "to_rgb", "DEFAULT_MAX_PIXELS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -56,7 +59,7 @@ _RESIZE_MODES = ("none", "shorter_side", "longer_side", "fixed")
 _AGGREGATIONS = ("mean", "median")
 
 
-class ContractError(ValueError):
+class ContractError(LmliqaError, ValueError):
     """A contract field is invalid, or an image cannot satisfy the contract."""
 
 
@@ -114,12 +117,13 @@ class PreprocessContract:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessContract:
+        version = d.get("version", 1)
+        if version != CONTRACT_VERSION:
+            raise ContractError(f"contract version {version!r}: this lmliqa implements version {CONTRACT_VERSION}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ContractError(f"unknown preprocessing contract fields: {sorted(unknown)}")
-        if int(d.get("version", 1)) != 1:
-            raise ContractError(f"contract version {d['version']} is newer than this lmliqa supports (1)")
         return cls(**d)
 
     @classmethod

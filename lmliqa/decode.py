@@ -25,6 +25,8 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import LmliqaError
+
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias)
 
 DEFAULT_MAX_PIXELS = 200_000_000     # above a 200-megapixel phone sensor; an RGB decode of it is 600 MB
@@ -36,7 +38,7 @@ _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", 
 _PIL_LIMIT = threading.Lock()
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(LmliqaError, ValueError):
     """An input could not be turned into an RGB image. ``kind`` is one of KINDS, ``reason`` says why in words,
     ``name`` names the input; str() is "name: reason"."""
 

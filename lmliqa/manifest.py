@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import LmliqaError
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 
 
-class ReleaseError(ValueError):
+class ReleaseError(LmliqaError, ValueError):
     """A release folder whose manifest is missing or unreadable, or whose files do not match it."""
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import LmliqaError
+
 # op categories -> op types per tool ("aten": the torch op a node was exported from, which also catches a
 # decomposed op's pieces, e.g. GELU's Div/Erf/Add/Mul in ONNX opset 18)
 OP_CATEGORIES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -70,7 +72,7 @@ def network_regions(encoder_kind: str) -> dict[str, tuple[str, ...]]:
         raise ValueError(f"unknown encoder kind {encoder_kind!r}; known: {sorted(ENCODER_REGIONS)}") from None
 
 
-class ScopeError(ValueError):
+class ScopeError(LmliqaError, ValueError):
     """A float scope names something unknown or something this network does not have."""
 
 

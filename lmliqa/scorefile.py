@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from .errors import LmliqaError
 from .manifest import sha256_file
 
 FORMATS = ("csv", "jsonl", "json")
@@ -27,7 +28,7 @@ COLUMNS = ("image", "score", "error", "error_kind")
 RESUMABLE = ("csv", "jsonl")
 
 
-class ResumeError(ValueError):
+class ResumeError(LmliqaError, ValueError):
     """--resume cannot continue this output file; the message says why."""
 
 

@@ -26,10 +26,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .errors import LmliqaError
 from .fidelity import EXACT, QUANTIZED, REDUCED, Gate
 
 
-class TargetError(ValueError):
+class TargetError(LmliqaError, ValueError):
     """An unknown target, a stage a target lacks, or an option for a target that was not chosen."""
 
 
@@ -150,8 +151,18 @@ class Target:
     def load(self, path: str | Path, precision: Precision | str | None = None, device: str | None = None,
              threads: int | None = None):
         """A Scorer for one of this target's artifacts."""
+        from .errors import LmliqaError
+        from .runtimes.base import ArtifactError
+
         precision = Precision(precision) if precision is not None else None
-        return self.stage(Stage.RUNTIME).SCORER(path, precision=precision, device=device, threads=threads)
+        try:
+            return self.stage(Stage.RUNTIME).SCORER(path, precision=precision, device=device, threads=threads)
+        except (LmliqaError, ImportError, MemoryError):
+            raise
+        except Exception as exc:    # the runtime's own parser refused the file: a foreign or damaged artifact
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ArtifactError(f"{path}: not a readable {self.name} artifact ({type(exc).__name__}: {detail})") \
+                from exc
 
     def read_metadata(self, path: str | Path) -> dict[str, Any]:
         return self.stage(Stage.RUNTIME).read_metadata(path)

@@ -3,6 +3,7 @@ is cropped and averaged by the same code whatever executes the network."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -13,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from lmliqa.contract import ContractError, PreprocessContract, ScoreScale
+from lmliqa.contract import CONTRACT_VERSION, ContractError, PreprocessContract, ScoreScale
 from lmliqa.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, describe
+from lmliqa.errors import LmliqaError
 from lmliqa.targets import Precision
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(LmliqaError, RuntimeError):
     """The backend cannot run here (package missing, wrong platform, no GPU); the message says which."""
 
 
@@ -30,8 +32,41 @@ class DeviceUnavailable(BackendUnavailable):
     """The device asked for is not present (or not known to this backend); the message lists those that are."""
 
 
-class ArtifactError(ValueError):
+class ArtifactError(LmliqaError, ValueError):
     """A file is not an lmliqa artifact this backend can read."""
+
+
+def parse_metadata(raw: str | bytes, path: Any) -> dict[str, Any]:
+    """The lmliqa metadata JSON an artifact carries, as a dict, or ArtifactError saying it is malformed."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: its lmliqa metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: its lmliqa metadata is a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def read_contract(metadata: dict[str, Any], path: Any) -> tuple[PreprocessContract, ScoreScale]:
+    """The contract and score scale an artifact's metadata declares; refused (ArtifactError) when missing or
+    malformed, and when written for a newer contract version than this runtime implements: its preprocessing
+    would be guessed, and the scores silently wrong."""
+    contract, score = metadata.get("contract"), metadata.get("score")
+    if not isinstance(contract, dict) or not isinstance(score, dict):
+        missing = [k for k, v in (("contract", contract), ("score", score)) if not isinstance(v, dict)]
+        raise ArtifactError(f"{path}: its lmliqa metadata lacks {' and '.join(missing)}; was it written by "
+                            "`lmliqa export`?")
+    version = contract.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ArtifactError(f"{path}: malformed lmliqa metadata: contract version {version!r}")
+    if version > CONTRACT_VERSION:
+        raise ArtifactError(f"{path} was written for preprocessing contract version {version}; this lmliqa implements "
+                            f"version {CONTRACT_VERSION}. Upgrade lmliqa to score with it (its preprocessing is not "
+                            "guessed)")
+    try:
+        return PreprocessContract.from_dict(contract), ScoreScale.from_dict(score)
+    except (ContractError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}: malformed lmliqa metadata: {exc}") from None
 
 
 def require(module: str, target: str):
@@ -88,11 +123,7 @@ class Scorer:
                  device: str | None = None) -> None:
         self.path = Path(path)
         self.metadata = metadata
-        try:
-            self.contract = PreprocessContract.from_dict(metadata["contract"])
-            self.scale = ScoreScale.from_dict(metadata["score"])
-        except KeyError as exc:
-            raise ArtifactError(f"{path}: lmliqa metadata lacks {exc}; was it written by `lmliqa export`?") from None
+        self.contract, self.scale = read_contract(metadata, path)
         self.precision = Precision(precision)   # the precision that executes, as the backend reports it
         self.weights = Precision(metadata.get("weights") or "fp32")   # how the artifact stores its weights
         self.device = device or "cpu"

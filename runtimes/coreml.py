@@ -5,7 +5,6 @@ the deterministic one), CPU_AND_GPU, CPU_AND_NE."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,15 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
+from .base import (
+    ArtifactError,
+    BackendUnavailable,
+    DeviceUnavailable,
+    Scorer,
+    parse_metadata,
+    require,
+    stored_precision,
+)
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
@@ -36,7 +43,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     raw = spec.description.metadata.userDefined.get("lmliqa")
     if raw is None:
         raise ArtifactError(f"{path}: Core ML package without lmliqa metadata")
-    return json.loads(raw)
+    return parse_metadata(raw, path)
 
 
 class CoreMLScorer(Scorer):

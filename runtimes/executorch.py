@@ -8,7 +8,6 @@ as torch tensors); on a device the runtime is C++ and torch-free.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,15 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
+from .base import (
+    ArtifactError,
+    BackendUnavailable,
+    DeviceUnavailable,
+    Scorer,
+    parse_metadata,
+    require,
+    stored_precision,
+)
 
 METADATA_METHOD = "lmliqa_metadata"
 
@@ -39,7 +46,7 @@ def metadata_of(program, path: Any) -> dict[str, Any]:
     if METADATA_METHOD not in program.method_names:
         raise ArtifactError(f"{path}: .pte without the {METADATA_METHOD} method (was it written by `lmliqa export`?)")
     (blob,) = program.load_method(METADATA_METHOD).execute([])
-    return json.loads(bytes(blob.numpy().astype(np.uint8).tolist()).decode())
+    return parse_metadata(bytes(blob.numpy().astype(np.uint8).tolist()), path)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

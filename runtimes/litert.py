@@ -10,7 +10,6 @@ network); the base scorer feeds it in chunks of that size.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,15 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, require, stored_precision
+from .base import (
+    ArtifactError,
+    BackendUnavailable,
+    DeviceUnavailable,
+    Scorer,
+    parse_metadata,
+    require,
+    stored_precision,
+)
 
 METADATA_NAME = "lmliqa"
 
@@ -42,7 +49,7 @@ def read_metadata_bytes(buf: bytes, name: str = "<model>") -> dict[str, Any]:
             raw = buf[b.Offset():b.Offset() + b.Size()]
         else:
             raw = b.DataAsNumpy().tobytes()
-        return json.loads(bytes(raw).decode())
+        return parse_metadata(bytes(raw), name)
     raise ArtifactError(f"{name}: .tflite without lmliqa metadata (was it written by `lmliqa export`?)")
 
 

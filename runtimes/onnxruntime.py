@@ -4,7 +4,6 @@ CPU fallback."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, DeviceUnavailable, Scorer, require, stored_precision
+from .base import ArtifactError, DeviceUnavailable, Scorer, parse_metadata, require, stored_precision
 
 
 def _ort():
@@ -45,7 +44,7 @@ def read_metadata(path: str | Path, session=None) -> dict[str, Any]:
         raw = session.get_modelmeta().custom_metadata_map.get("lmliqa")
     if raw is None:
         raise ArtifactError(f"{path}: ONNX model without lmliqa metadata")
-    return json.loads(raw)
+    return parse_metadata(raw, path)
 
 
 class OnnxRuntimeScorer(Scorer):

@@ -3,7 +3,6 @@ machines, so the hint is always set explicitly and read back. Devices: CPU (defa
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, DeviceUnavailable, PrecisionUnsupported, Scorer, require
+from .base import ArtifactError, DeviceUnavailable, PrecisionUnsupported, Scorer, parse_metadata, require
 
 HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
 # OpenVINO's own precision attribute that `lmliqa export --keep-f32` writes on the layers kept f32 under bf16/f16;
@@ -37,9 +36,10 @@ def model_file(path: str | Path) -> Path:
 
 def metadata_of(model, path: Any = "<model>") -> dict[str, Any]:
     try:
-        return json.loads(model.get_rt_info(["lmliqa", "metadata"]).astype(str))
+        raw = model.get_rt_info(["lmliqa", "metadata"]).astype(str)
     except Exception as exc:
         raise ArtifactError(f"{path}: OpenVINO model without lmliqa metadata in rt_info") from exc
+    return parse_metadata(raw, path)
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

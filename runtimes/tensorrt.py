@@ -6,7 +6,6 @@ Devices: cuda / cuda:N."""
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from lmliqa.targets import Capability, Precision, Support
 
-from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, stored_precision
+from .base import ArtifactError, BackendUnavailable, DeviceUnavailable, Scorer, parse_metadata, stored_precision
 
 
 def _check(result):
@@ -29,7 +28,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     sidecar = path.with_suffix(path.suffix + ".json")
     if not sidecar.is_file():
         raise ArtifactError(f"{path}: sidecar {sidecar.name} with the lmliqa metadata is missing")
-    return json.loads(sidecar.read_text())
+    return parse_metadata(sidecar.read_bytes(), path)
 
 
 class TensorRTScorer(Scorer):

@@ -130,13 +130,15 @@ def fp32_scores(quantized, photos):
 def _folder_spec(livec_dev: Path, names: list[str], out: Path) -> Path:
     import csv
 
+    from lmliqa.data.base import link_or_copy
+
     rows = {r["image"]: r for r in csv.DictReader(open(livec_dev / "scores.csv"))}
     (out / "images").mkdir()
     with open(out / "scores.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["image", "mos", "mos_std"])
         for n in names:
-            (out / "images" / n).symlink_to(livec_dev / "images" / n)
+            link_or_copy(livec_dev / "images" / n, out / "images" / n)
             w.writerow([n, rows[n]["mos"], rows[n]["mos_std"]])
     return out
 

@@ -7,17 +7,46 @@ A data spec string selects a reader: ``livec:PATH``, ``koniq10k:PATH``, ``csiq:P
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .base import DatasetError, IQADataset, LabelSpec, Record
 from .readers import ALIASES, READERS
 
-__all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "open_dataset", "SPEC_NAMES"]
+__all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "open_dataset", "outside_root", "SPEC_NAMES"]
 
 SPEC_NAMES = sorted(READERS) + ["synthetic"]
 
 
-def open_dataset(spec: str, seed: int = 0) -> IQADataset:
+def open_dataset(spec: str, seed: int = 0, strict: bool = True) -> IQADataset:
+    """The dataset SPEC names. Every image path its label file gives must stay inside the dataset root (no
+    absolute paths, no ``..`` out of it, no symlink that leads out): strict refuses the dataset when one does not
+    (DatasetError naming them); strict=False drops those records and lists them in ``ds.refused`` (data check)."""
+    ds = _read(spec, seed)
+    ds.refused = [(r.path, why) for r in ds.records if (why := outside_root(ds.root, r.path))]
+    if ds.refused:
+        if strict:
+            more = f" (and {len(ds.refused) - 5} more)" if len(ds.refused) > 5 else ""
+            raise DatasetError(f"{spec}: the label file points outside the dataset root {ds.root}; refused: "
+                               + "; ".join(f"{p}: {why}" for p, why in ds.refused[:5]) + more)
+        ds.records = [r for r in ds.records if not outside_root(ds.root, r.path)]
+    return ds
+
+
+def outside_root(root: Path, path: Path) -> str | None:
+    """Why PATH is not inside ROOT (None when it is): an absolute or ``..`` path out of it, or a symlink (of the
+    file or a folder on its way) that leads out of it."""
+    lexical = Path(os.path.normpath(path))
+    base = Path(os.path.normpath(root))
+    if not lexical.is_relative_to(base):
+        return "the label file names a path outside the dataset root"
+    real, real_root = lexical.resolve(), base.resolve()
+    if not real.is_relative_to(real_root):
+        return f"a symlink leads outside the dataset root (to {real})"
+    return None
+
+
+def _read(spec: str, seed: int) -> IQADataset:
     name, _, arg = spec.partition(":")
     name = ALIASES.get(name.lower(), name.lower())
     if name == "synthetic":

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import LmliqaError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(LmliqaError, RuntimeError):
     """A dataset cannot be read as asked; the message names the file or field at fault."""
 
 
@@ -57,6 +59,7 @@ class IQADataset:
     # Dataset-specific preprocessing that DEIQT applies (e.g. KonIQ's Resize((512, 384))): contract overrides.
     contract_hints: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    refused: list[tuple[Path, str]] = field(default_factory=list)   # (path, why) left out: outside the root
 
     def __len__(self) -> int:
         return len(self.records)
@@ -95,3 +98,15 @@ def first_existing_dir(root: Path, candidates: list[str], what: str) -> Path:
         if (root / c).is_dir():
             return root / c
     raise DatasetError(f"{what}: none of {[str(root / c) for c in candidates]} exists")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put SRC's file at DST for a dataset folder: a hard link where the filesystem allows, else a copy. Not a
+    symlink: readers refuse symlinks that lead out of a dataset root (lmliqa.data.outside_root)."""
+    import os
+    import shutil
+
+    try:
+        os.link(Path(src).resolve(), dst)
+    except OSError:
+        shutil.copy2(Path(src).resolve(), dst)

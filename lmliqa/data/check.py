@@ -23,6 +23,8 @@ def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -
         if len(problems) < MAX_LISTED:
             problems.append({"kind": kind, "file": str(path), "detail": detail})
 
+    for path, why in ds.refused:             # label entries that leave the dataset root: never opened
+        problem("outside_root", path, why)
     for path, n in Counter(r.path for r in ds.records).items():
         if n > 1:
             problem("duplicate", path, f"listed {n} times")
@@ -60,10 +62,10 @@ def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -
         "higher_is_better": ds.label.higher_is_better,
         "label_range": [lo, hi],
         "training_scale": list(ds.label.training_range),
-        "mos_min": float(mos.min()),
-        "mos_mean": float(mos.mean()),
-        "mos_max": float(mos.max()),
-        "mos_std": float(mos.std()),
+        "mos_min": float(mos.min()) if len(mos) else float("nan"),
+        "mos_mean": float(mos.mean()) if len(mos) else float("nan"),
+        "mos_max": float(mos.max()) if len(mos) else float("nan"),
+        "mos_std": float(mos.std()) if len(mos) else float("nan"),
         "n_readable": len(sizes),
         "width_range": [int(wh[:, 0].min()), int(wh[:, 0].max())] if len(wh) else None,
         "height_range": [int(wh[:, 1].min()), int(wh[:, 1].max())] if len(wh) else None,
@@ -72,7 +74,7 @@ def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -
         "notes": ds.notes,
         "problem_counts": dict(counts),
         "problems": problems,
-        "ok": not (counts["missing"] or counts["unreadable"] or counts["duplicate"]),
+        "ok": not (counts["missing"] or counts["unreadable"] or counts["duplicate"] or counts["outside_root"]),
     }
 
 

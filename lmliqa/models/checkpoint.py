@@ -16,12 +16,13 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..config import ModelConfig
+from ..errors import LmliqaError
 from .network import QualityNet, build_model
 
 META_KEY = "lmliqa"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LmliqaError, RuntimeError):
     """A file is not an lmliqa checkpoint, or does not fit the model it describes."""
 
 
@@ -53,7 +54,13 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a safetensors file ({exc})") from exc
     if raw is None:
         raise CheckpointError(f"{path}: safetensors file without lmliqa metadata; not an lmliqa checkpoint")
-    return json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its lmliqa metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path}: its lmliqa metadata has no model config; not an lmliqa checkpoint")
+    return meta
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[QualityNet, dict[str, Any]]:
@@ -61,7 +68,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[Qualit
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    config = ModelConfig.from_dict(meta["config"])
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (ValueError, TypeError, KeyError) as exc:       # ContractError included: e.g. a newer contract version
+        raise CheckpointError(f"{path}: its model config cannot be read by this lmliqa ({exc})") from None
     model = build_model(config, pretrained="none")
     state = load_file(str(path), device=map_location)
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -149,12 +149,20 @@ def build_encoder(config: ModelConfig, pretrained: str | None = None) -> nn.Modu
 
 
 def _load_local_weights(backbone: nn.Module, path: str) -> None:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model", state) if isinstance(state, dict) else state
+    import pickle
+
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:       # weights_only: tensors and plain values, a pickle that would run code is refused
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = state.get("model", state) if isinstance(state, dict) else state
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(f"{path}: not a weights file lmliqa reads safely ({first})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc.", "classifier."))}
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if unexpected or missing:

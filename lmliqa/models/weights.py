@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import LmliqaError
 from ..manifest import sha256_file
 
 
-class WeightsError(RuntimeError):
+class WeightsError(LmliqaError, RuntimeError):
     """Pretrained weights are missing, corrupt or do not fit the model."""
 
 

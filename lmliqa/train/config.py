@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import LmliqaError
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
 
 
@@ -78,7 +80,7 @@ RESUME_MAY_CHANGE = frozenset({"out", "resume", "device", "threads", "workers", 
                                "eval_teacher", "log_every", "checkpoint_every", "max_steps", "epochs"})
 
 
-class ResumeError(RuntimeError):
+class ResumeError(LmliqaError, RuntimeError):
     """A training state cannot be resumed from (foreign file, other options or split); the message says why."""
 
 
