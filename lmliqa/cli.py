@@ -109,12 +109,13 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    import contextlib
     from collections import Counter
 
     from lmliqa.runtimes import load
 
     from .inputs import Scan
-    from .scorefile import Output, ResultWriter, model_identity, resume_state
+    from .scorefile import Done, Output, ResultWriter, model_identity, resume_state
 
     fmt, path = next(((f, getattr(args, f)) for f in ("jsonl", "json", "csv") if getattr(args, f)), ("csv", "-"))
     out = Output(path, fmt)
@@ -122,10 +123,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     scorer = load(args.model, backend=args.backend, precision=args.precision, threads=args.threads,
                   device=args.device)
     identity = model_identity(scorer, max_pixels)
-    done = resume_state(out, identity) if args.resume else Counter()
-    resumed = sum(done.values())
+    done = resume_state(out, identity) if args.resume else Done(Counter())
+    resumed = sum(done.rows.values())
     scan = Scan(args.inputs, files_from=args.files_from)
-    todo = _not_done(scan, done)
+    todo = _not_done(scan, done.rows)
     first = next(todo, None)
     if first is None and resumed == 0:
         _report_skipped(scan, verbose=True)
@@ -135,16 +136,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         if first is not None:
-            images = _chain(first, todo)
-            for r in scorer.score_many(images, batch_size=args.batch, workers=args.workers, max_pixels=max_pixels,
-                                       progress=sys.stderr.isatty() and not args.quiet):
-                writer.write(r)
-                if not r.ok and not args.quiet:
-                    print(f"lmliqa: {r.image}: {r.error}", file=sys.stderr)
+            results = scorer.score_many(_chain(first, todo), batch_size=args.batch, workers=args.workers,
+                                        max_pixels=max_pixels, progress=sys.stderr.isatty() and not args.quiet)
+            with contextlib.closing(results):       # on Ctrl-C, stop the decoding threads at once
+                for r in results:
+                    writer.write(r)
+                    if not r.ok and not args.quiet:
+                        print(f"lmliqa: {r.image}: {r.error}", file=sys.stderr)
     except KeyboardInterrupt:
         interrupted = True
     summary = {"scored": writer.counts["scored"], "failed": writer.counts["failed"], "resumed_rows": resumed,
-               "skipped": len(scan.skipped)}
+               "resumed_failed": done.failed, "skipped": len(scan.skipped)}
     writer.close(summary, interrupted=interrupted)
     _report_skipped(scan, verbose=args.verbose)
     if not args.quiet:
@@ -155,7 +157,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
               + where + (" (interrupted: --resume continues)" if interrupted else ""), file=sys.stderr)
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+    return EXIT_SOME_FAILED if summary["failed"] or done.failed else EXIT_OK   # the whole file counts
 
 
 def _not_done(paths, done):

@@ -114,9 +114,17 @@ class ResultWriter:
         os.replace(tmp, self.out.record)
 
 
-def resume_state(out: Output, identity: dict[str, Any]) -> Counter[str]:
-    """How many rows each image already has in OUT (scored or failed: a row is final), after checking that OUT was
-    written by the same model and dropping a last row the interruption cut off. A missing OUT: nothing done."""
+@dataclass
+class Done:
+    """What an earlier run already wrote: rows per image (scored or failed: a row is final) and how many failed."""
+
+    rows: Counter[str]
+    failed: int = 0
+
+
+def resume_state(out: Output, identity: dict[str, Any]) -> Done:
+    """What OUT already holds, after checking that OUT was written by the same model and dropping a last row the
+    interruption cut off. A missing OUT: nothing done."""
     if out.to_stdout:
         raise ResumeError("--resume needs an output file (--csv FILE or --jsonl FILE), not standard output")
     if out.format not in RESUMABLE:
@@ -124,7 +132,7 @@ def resume_state(out: Output, identity: dict[str, Any]) -> Counter[str]:
                           "--csv or --jsonl")
     path = Path(out.path)
     if not path.exists():
-        return Counter()
+        return Done(Counter())
     if not out.record.is_file():
         raise ResumeError(f"{path} has no {out.record.name}, so which model wrote it is unknown; score into a new file")
     record = json.loads(out.record.read_text())
@@ -138,16 +146,22 @@ def resume_state(out: Output, identity: dict[str, Any]) -> Counter[str]:
                           "mix: score into a new file")
     _drop_partial_row(path)
     text = path.read_text(encoding="utf-8")
-    done: Counter[str] = Counter()
+    done = Done(Counter())
     if out.format == "csv":
         rows = list(csv.reader(io.StringIO(text)))
         if rows and tuple(rows[0]) != COLUMNS:
             raise ResumeError(f"{path}: the first row is not the header {','.join(COLUMNS)}")
-        done.update(r[0] for r in rows[1:] if r)
+        for r in rows[1:]:
+            if len(r) != len(COLUMNS):
+                raise ResumeError(f"{path}: a row of {len(r)} fields is not a row lmliqa wrote: {r[:4]}")
+            done.rows[r[0]] += 1
+            done.failed += bool(r[2])
     else:
         for i, line in enumerate(text.splitlines(), 1):
             try:
-                done[json.loads(line)["image"]] += 1
+                row = json.loads(line)
+                done.rows[row["image"]] += 1
+                done.failed += bool(row["error"])
             except (ValueError, KeyError, TypeError):
                 raise ResumeError(f"{path}:{i}: not a row lmliqa wrote") from None
     return done

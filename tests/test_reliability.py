@@ -160,11 +160,16 @@ def test_exit_status_and_standard_output(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "-").exists()                                   # '-' is standard output, not a file
     assert main(["score", str(PHOTO), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["summary"] == {"scored": 1, "failed": 0, "resumed_rows": 0, "skipped": 0}
+    assert doc["summary"] == {"scored": 1, "failed": 0, "resumed_rows": 0, "resumed_failed": 0, "skipped": 0}
     assert doc["model"]["backend"] == "onnxruntime" and np.isfinite(doc["results"][0]["score"])
     assert main(["score", str(PHOTO), str(tmp_path / "gone.jpg"), "--jsonl", "-"]) == 1           # some failed
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["error_kind"] for r in rows] == ["", "missing"] and rows[1]["error"] == "no such file"
+    some = ["score", str(PHOTO), str(tmp_path / "gone.jpg"), "--csv", str(tmp_path / "r.csv"), "--quiet"]
+    assert main(some) == 1 and main(some + ["--resume"]) == 1          # a resumed file's failed rows still count
+    assert len(list(csv.reader(open(tmp_path / "r.csv")))) == 3
+    for f in ("r.csv", "r.csv.run.json"):
+        (tmp_path / f).unlink()
     assert main(["score", str(tmp_path / "none*.jpg")]) == 2                                      # nothing to score
     assert "the pattern matched nothing" in capsys.readouterr().err
     assert main(["score", "--model", str(tmp_path / "nope.onnx"), str(PHOTO)]) == 2               # model error
