@@ -32,14 +32,23 @@ class ResumeError(LmliqaError, ValueError):
     """--resume cannot continue this output file; the message says why."""
 
 
+class OutputError(LmliqaError, ValueError):
+    """An output path that must not be written (e.g. an image's name: `--json photo.jpg` would overwrite it)."""
+
+
 @dataclass(frozen=True)
 class Output:
     path: str            # "-": standard output
     format: str          # one of FORMATS
 
     def __post_init__(self) -> None:
+        from .inputs import IMAGE_SUFFIXES
+
         if self.format not in FORMATS:
-            raise ValueError(f"unknown output format {self.format!r}; use one of {FORMATS}")
+            raise OutputError(f"unknown output format {self.format!r}; use one of {FORMATS}")
+        if Path(self.path).suffix.lower() in IMAGE_SUFFIXES:
+            raise OutputError(f"--{self.format} {self.path}: that is an image's name; results are not written over "
+                              f"images (give the output file first, e.g. --{self.format} scores.{self.format}, or '-')")
 
     @property
     def to_stdout(self) -> bool:

@@ -174,6 +174,11 @@ def test_exit_status_and_standard_output(tmp_path, capsys, monkeypatch):
     assert "the pattern matched nothing" in capsys.readouterr().err
     assert main(["score", "--model", str(tmp_path / "nope.onnx"), str(PHOTO)]) == 2               # model error
     assert "nope.onnx: no such file" in capsys.readouterr().err
+    photo = tmp_path / "mine.jpg"
+    photo.write_bytes(PHOTO.read_bytes())
+    assert main(["score", "--json", str(photo), str(GOLDEN / "coffee_blur.jpg")]) == 2    # not written over a photo
+    assert photo.read_bytes() == PHOTO.read_bytes() and "that is an image's name" in capsys.readouterr().err
+    photo.unlink()
     with pytest.raises(SystemExit) as e:                                                          # usage error
         main(["score", str(PHOTO), "--csv", "a.csv", "--jsonl", "b.jsonl"])
     assert e.value.code == 2
