@@ -17,6 +17,7 @@ import contextlib
 import errno
 import io
 import os
+import stat
 import struct
 import threading
 from pathlib import Path
@@ -70,15 +71,18 @@ def load_rgb(src: ImageSource, exif_transpose: bool = True, background: tuple[in
 @contextlib.contextmanager
 def _open_file(path: Path, name: str):
     """The file opened for reading, or ImageDecodeError saying why it cannot be (missing, broken or looping
-    symlink, a folder, permissions)."""
+    symlink, a folder, a pipe or device, permissions)."""
     try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageDecodeError(name, "is a folder, not a file", "unreadable")
+        if not stat.S_ISREG(st.st_mode):       # a FIFO would block, a device never end
+            raise ImageDecodeError(name, "not a regular file (a pipe, socket or device)", "unreadable")
         fp = open(path, "rb")
     except FileNotFoundError:
         if path.is_symlink():
             raise ImageDecodeError(name, f"broken symlink (points to {os.readlink(path)})", "missing") from None
         raise ImageDecodeError(name, "no such file", "missing") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(name, "is a folder, not a file", "unreadable") from None
     except PermissionError:
         raise ImageDecodeError(name, "permission denied", "unreadable") from None
     except OSError as exc:

@@ -119,13 +119,16 @@ def build_corpus(folder: Path, photo: Path, big: bool = True) -> dict[str, Expec
 
 
 def add_scan_traps(folder: Path) -> dict[str, Expect]:
-    """A symlink loop (a file link to itself and a folder link to its parent) and a non-image file; returns the
-    file rows a scan of FOLDER must produce for them (the folder loop and the text file are skipped, not rows)."""
+    """A symlink loop (a file link to itself and a folder link to its parent), a named pipe with an image name
+    (opening it would block) and a non-image file; returns the file rows a scan of FOLDER must produce for them
+    (the folder loop and the text file are skipped, not rows)."""
     (folder / "loop.jpg").symlink_to("loop.jpg")
+    os.mkfifo(folder / "pipe.jpg")
     (folder / "sub").mkdir(exist_ok=True)
     (folder / "sub" / "back").symlink_to("..", target_is_directory=True)
     (folder / "README.txt").write_text("not an image, skipped by a scan")
-    return {"loop.jpg": Expect("unreadable", "symlink loop")}
+    return {"loop.jpg": Expect("unreadable", "symlink loop"),
+            "pipe.jpg": Expect("unreadable", "not a regular file (a pipe, socket or device)")}
 
 
 def make_unreadable(path: Path) -> None:

@@ -106,14 +106,16 @@ def test_a_folder_walk_counts_what_it_skips_and_survives_symlink_loops(corpus, t
     walk = tmp_path / "walk"
     shutil.copytree(folder, walk, symlinks=True)
     expect = {n: c for n, c in cases.items() if not n.endswith(".svg")}   # not an image name: skipped by a walk
-    expect.update(add_scan_traps(walk))
+    add_traps = add_scan_traps(walk)
+    expect.update(add_traps)
     rc = main(["score", str(walk), "--jsonl", "-", "--verbose"])
     out, err = capsys.readouterr()
     assert rc == 1
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(Path(r["image"]).name for r in rows) == sorted(expect)      # one row each, the loop included
-    loop = next(r for r in rows if r["image"].endswith("loop.jpg"))
-    assert (loop["error_kind"], loop["error"]) == ("unreadable", "symlink loop")
+    for name, want in add_traps.items():
+        row = next(r for r in rows if r["image"].endswith(name))
+        assert (row["error_kind"], row["error"]) == (want.kind, want.words), name
     assert f"skipped {walk / 'README.txt'}: not an image file name (.txt)" in err
     assert f"skipped {walk / 'vector.svg'}: not an image file name (.svg)" in err
     assert f"skipped {walk / 'sub' / 'back'}: symlink loop: this folder was already walked" in err
