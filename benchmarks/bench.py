@@ -70,6 +70,69 @@ def measure_one(path: str, runtime_module: str, precision: str | None, batches: 
             "rss_before_load_mib": rss0 / 1024, "rows": rows}
 
 
+def _load_scorer(path: str, runtime_module: str, precision: str | None, threads: int | None,
+                 compile_mode: str | None):
+    """The scorer of one row; compile_mode (torch rows only): wrap the network in torch.compile."""
+    import importlib
+
+    from lmliqa.targets import Precision
+
+    scorer = importlib.import_module(runtime_module).SCORER(path, precision=Precision(precision) if precision else None,
+                                                            device=None, threads=threads)
+    if compile_mode:
+        import torch
+
+        scorer.model = torch.compile(scorer.model, mode=None if compile_mode == "default" else compile_mode)
+    return scorer
+
+
+def measure_camera(scorer, jpeg: bytes, warmup: int, runs: int) -> dict[str, Any]:
+    """A camera check: encoded JPEG bytes in memory -> one score, batch 1, timed per stage (decode: bytes to RGB
+    with orientation; crops: resize and the contract's grid; network; aggregation) over RUNS calls after WARMUP."""
+    from lmliqa.decode import load_rgb
+
+    c = scorer.contract
+    stages: dict[str, list[float]] = {"decode": [], "crops": [], "network": [], "aggregate": [], "total": []}
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        rgb = load_rgb(jpeg, exif_transpose=c.exif_transpose, background=c.background)
+        t1 = time.perf_counter()
+        crops = c.grid_crops(rgb)
+        t2 = time.perf_counter()
+        crop_scores = scorer.infer(crops)
+        t3 = time.perf_counter()
+        score = c.aggregate(crop_scores)
+        t4 = time.perf_counter()
+        if i >= warmup:
+            for k, dt in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+                stages[k].append(dt * 1e3)
+    total = stages.pop("total")
+    return {"runs": runs, "p50_ms": float(np.percentile(total, 50)), "p95_ms": float(np.percentile(total, 95)),
+            "p95_over_p50": float(np.percentile(total, 95) / np.percentile(total, 50)),
+            "stages_p50_ms": {k: float(np.percentile(v, 50)) for k, v in stages.items()}, "score": float(score)}
+
+
+def measure_folder(scorer, images: list[str], batch: int, workers: int | None, min_time: float) -> dict[str, Any]:
+    """End to end (files -> scores, decoding in WORKERS threads overlapped with inference) against the network-only
+    ceiling of the same scorer at the same batch (pre-cut crops of the same photos), both in this process."""
+    crops = np.concatenate([scorer.contract.eval_crops(p) for p in images[:batch]])
+    scorer.infer(crops)
+    scorer.infer(crops)
+    times = []
+    start = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        scorer.infer(crops)
+        times.append(time.perf_counter() - t)
+    ceiling = batch / statistics.median(times)
+    t = time.perf_counter()
+    results = list(scorer.score_many(images, batch_size=batch, workers=workers))
+    wall = time.perf_counter() - t
+    return {"n_images": len(images), "batch": batch, "workers": workers, "scored": sum(r.ok for r in results),
+            "end_to_end_images_per_s": len(images) / wall, "network_ceiling_images_per_s": ceiling,
+            "fraction_of_ceiling": len(images) / wall / ceiling}
+
+
 def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, Target, str | None, str]]:
     """(artifact, target, precision, why not) for torch eager FP32 and every artifact x precision its target can
     execute; WHY NOT is the capability note when this machine cannot run it (then it is not timed)."""
@@ -88,6 +151,30 @@ def candidates(models: Path, checkpoint: Path) -> list[tuple[Path, Target, str |
     return out
 
 
+def _spawn(job: dict[str, Any], timeout: float) -> tuple[dict[str, Any] | None, str]:
+    """Run one measurement JOB in a fresh process: (its result, "") or (None, why it did not run)."""
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lmliqa.benchmarks.bench", "--child", json.dumps(job)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s"
+    if proc.returncode != 0:
+        return None, (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["?"])[-1]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), ""
+
+
+def _runnable(models: Path, checkpoint: Path, skipped: list[dict[str, Any]]):
+    """(path, target, precision) of every row this machine runs; the others are appended to SKIPPED."""
+    for path, target, precision, why_not in candidates(models, checkpoint):
+        if not why_not and not isinstance(target.runtime_module, str):
+            why_not = "its runtime is not an importable module"
+        if why_not:
+            skipped.append({"artifact": path.name, "target": target.name, "backend": target.runtime,
+                            "precision": precision, "reason": why_not})
+            continue
+        yield path, target, precision
+
+
 def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], threads: int | None = None,
               image: str | None = None, warmup: int = 2, iters: int = 5, min_time: float = 2.0,
               timeout: float = 900, progress=print) -> dict[str, Any]:
@@ -96,30 +183,16 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
     models, checkpoint = Path(models), Path(checkpoint)
     image = image or _default_image()
     rows, skipped = [], []
-    for path, target, precision, why_not in candidates(models, checkpoint):
-        if not why_not and not isinstance(target.runtime_module, str):
-            why_not = "its runtime is not an importable module"
-        if why_not:
-            skipped.append({"artifact": path.name, "target": target.name, "backend": target.runtime,
-                            "precision": precision, "reason": why_not})
-            continue
+    for path, target, precision in _runnable(models, checkpoint, skipped):
         backend = target.runtime
         job = {"path": str(path), "runtime_module": target.runtime_module, "precision": precision,
                "batches": batches, "threads": threads, "image": image, "warmup": warmup, "iters": iters,
                "min_time": min_time}
-        try:
-            proc = subprocess.run([sys.executable, "-m", "lmliqa.benchmarks.bench", "--child", json.dumps(job)],
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+        res, why = _spawn(job, timeout)
+        if res is None:
             skipped.append({"artifact": path.name, "target": target.name, "backend": backend, "precision": precision,
-                            "reason": f"timed out after {timeout:.0f} s"})
+                            "reason": why})
             continue
-        if proc.returncode != 0:
-            reason = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or ["?"])[-1]
-            skipped.append({"artifact": path.name, "target": target.name, "backend": backend, "precision": precision,
-                            "reason": reason})
-            continue
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
         for r in res.pop("rows"):
             row = {"artifact": path.name, "target": target.name, "backend": backend, **res, **r,
                    "model_size_mb": artifact_size_mb(path)}
@@ -135,6 +208,100 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
     return {"provenance": provenance(), "models": str(models), "checkpoint": str(checkpoint), "image": image,
             "batches": batches, "threads": threads or os.cpu_count(), "cpu": cpu_name(), "rows": rows,
             "skipped": skipped}
+
+
+# torch baselines a PyTorch user would reach for, timed next to eager FP32 in camera mode
+TORCH_BASELINES = (("fp32", None, "torch eager fp32"), ("fp32", "default", "torch.compile fp32"),
+                   ("bf16", "default", "torch.compile bf16 autocast"))
+
+
+def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None = None, image: str | None = None,
+               warmup: int = 10, runs: int = 100, quality: int = 90, baselines: bool = True, timeout: float = 1800,
+               progress=print) -> dict[str, Any]:
+    """Camera check for every runnable artifact x precision and the torch baselines: JPEG bytes -> score at
+    batch 1, p50/p95 and the stage breakdown, each row in its own process."""
+    import tempfile
+
+    from PIL import Image
+
+    from lmliqa import targets
+    from lmliqa.parity import artifact_size_mb
+    from lmliqa.provenance import cpu_name, provenance
+
+    models, checkpoint = Path(models), Path(checkpoint)
+    image = image or _default_image()
+    rows, skipped = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg = Path(tmp) / "frame.jpg"
+        src = Image.open(image).convert("RGB")
+        src.save(jpeg, quality=quality)
+        plan = [(checkpoint, targets.get("torch"), p, c, name) for p, c, name in
+                (TORCH_BASELINES if baselines else TORCH_BASELINES[:1])]
+        plan += [(path, target, precision, None, "") for path, target, precision in
+                 _runnable(models, checkpoint, skipped) if target.name != "torch"]
+        for path, target, precision, compile_mode, label in plan:
+            job = {"mode": "camera", "path": str(path), "runtime_module": target.runtime_module,
+                   "precision": precision, "threads": threads, "jpeg": str(jpeg), "warmup": warmup, "runs": runs,
+                   "compile": compile_mode}
+            res, why = _spawn(job, timeout)
+            row_id = {"artifact": path.name, "target": target.name, "backend": label or target.runtime,
+                      "precision": precision}
+            if res is None:
+                skipped.append({**row_id, "reason": why})
+                continue
+            rows.append({**row_id, **res, "model_size_mb": artifact_size_mb(path)})
+            if progress:
+                st = res["stages_p50_ms"]
+                progress(f"{path.name:<28} {row_id['backend']:<28} {res['precision']:<5} p50 {res['p50_ms']:7.1f} ms "
+                         f"p95 {res['p95_ms']:7.1f} ms  (decode {st['decode']:.1f}, crops {st['crops']:.1f}, "
+                         f"network {st['network']:.1f}, aggregate {st['aggregate']:.2f})")
+    eager = next((r for r in rows if r["backend"] == "torch eager fp32"), None)
+    torch_rows = [r for r in rows if r["target"] == "torch"]
+    best = min(torch_rows, key=lambda r: r["p50_ms"]) if torch_rows else None
+    for r in rows:
+        r["speedup_vs_torch_eager"] = eager["p50_ms"] / r["p50_ms"] if eager else None
+        r["speedup_vs_best_torch"] = best["p50_ms"] / r["p50_ms"] if best else None
+    return {"provenance": provenance(), "mode": "camera", "models": str(models), "checkpoint": str(checkpoint),
+            "image": image, "frame": {"width": src.width, "height": src.height, "jpeg_quality": quality,
+                                      "jpeg_bytes": jpeg_size(src, quality)},
+            "best_torch_baseline": best["backend"] if best else None, "threads": threads or os.cpu_count(),
+            "cpu": cpu_name(), "rows": rows, "skipped": skipped}
+
+
+def jpeg_size(img, quality: int) -> int:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return len(buf.getvalue())
+
+
+def run_folder(models: str | Path, checkpoint: str | Path, folder: str | Path, n_images: int = 200, batch: int = 8,
+               workers: int | None = None, threads: int | None = None, min_time: float = 3.0,
+               timeout: float = 1800, progress=print) -> dict[str, Any]:
+    """Folder throughput: `score_many` over N real photos, end to end, next to the same scorer's network-only
+    ceiling at the same batch, for every runnable artifact x precision (torch eager included)."""
+    from lmliqa.inputs import Scan
+    from lmliqa.provenance import cpu_name, provenance
+
+    images = [p for _, p in zip(range(n_images), Scan([str(folder)]))]
+    rows, skipped = [], []
+    for path, target, precision in _runnable(Path(models), Path(checkpoint), skipped):
+        job = {"mode": "folder", "path": str(path), "runtime_module": target.runtime_module, "precision": precision,
+               "threads": threads, "images": images, "batch": batch, "workers": workers, "min_time": min_time}
+        res, why = _spawn(job, timeout)
+        row_id = {"artifact": path.name, "target": target.name, "backend": target.runtime, "precision": precision}
+        if res is None:
+            skipped.append({**row_id, "reason": why})
+            continue
+        rows.append({**row_id, **res})
+        if progress:
+            progress(f"{path.name:<28} {target.runtime:<12} {res['precision']:<5} end to end "
+                     f"{res['end_to_end_images_per_s']:7.2f} img/s, network ceiling "
+                     f"{res['network_ceiling_images_per_s']:7.2f} img/s ({res['fraction_of_ceiling']:.0%})")
+    return {"provenance": provenance(), "mode": "folder", "models": str(models), "checkpoint": str(checkpoint),
+            "folder": str(folder), "n_images": len(images), "batch": batch, "workers": workers,
+            "threads": threads or os.cpu_count(), "cpu": cpu_name(), "rows": rows, "skipped": skipped}
 
 
 def _default_image() -> str:
@@ -161,9 +328,54 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_camera(report: dict[str, Any]) -> str:
+    f = report["frame"]
+    lines = [f"lmliqa bench --camera: {report['cpu']}, {report['threads']} threads; a {f['width']}x{f['height']} "
+             f"JPEG (q{f['jpeg_quality']}, {f['jpeg_bytes']} bytes) -> score, batch 1", "",
+             "| artifact | runs as | precision | p50 ms | p95 ms | decode | crops | network | aggregate | "
+             "x eager | x best torch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        st = r["stages_p50_ms"]
+        lines.append(f"| {r['artifact']} | {r['backend']} | {r['precision']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+                     f"{st['decode']:.2f} | {st['crops']:.2f} | {st['network']:.1f} | {st['aggregate']:.3f} | "
+                     f"{r['speedup_vs_torch_eager'] or 0:.2f} | {r['speedup_vs_best_torch'] or 0:.2f} |")
+    for s in report["skipped"]:
+        lines.append(f"| {s['artifact']} | {s['backend']} | {s['precision'] or 'stored'} | not run: {s['reason']} |"
+                     " | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def format_folder(report: dict[str, Any]) -> str:
+    lines = [f"lmliqa bench --folder: {report['n_images']} photos of {report['folder']}, batch {report['batch']}, "
+             f"{report['threads']} threads, decode workers {report['workers'] or 'default'}", "",
+             "| artifact | backend | precision | end to end img/s | network ceiling img/s | fraction |",
+             "|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['artifact']} | {r['backend']} | {r['precision']} | {r['end_to_end_images_per_s']:.2f} | "
+                     f"{r['network_ceiling_images_per_s']:.2f} | {r['fraction_of_ceiling']:.0%} |")
+    for s in report["skipped"]:
+        lines.append(f"| {s['artifact']} | {s['backend']} | {s['precision'] or 'stored'} | not run: {s['reason']} | |"
+                     " |")
+    return "\n".join(lines) + "\n"
+
+
 def _child(job: dict[str, Any]) -> None:
-    res = measure_one(job["path"], job["runtime_module"], job["precision"], job["batches"], job["threads"],
-                      job["image"], job["warmup"], job["iters"], job["min_time"])
+    mode = job.get("mode", "network")
+    if mode == "network":
+        res = measure_one(job["path"], job["runtime_module"], job["precision"], job["batches"], job["threads"],
+                          job["image"], job["warmup"], job["iters"], job["min_time"])
+    else:
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        scorer = _load_scorer(job["path"], job["runtime_module"], job["precision"], job["threads"], job.get("compile"))
+        load_s = time.perf_counter() - t0
+        if mode == "camera":
+            res = measure_camera(scorer, Path(job["jpeg"]).read_bytes(), job["warmup"], job["runs"])
+        else:
+            res = measure_folder(scorer, job["images"], job["batch"], job.get("workers"), job["min_time"])
+        res.update(precision=scorer.precision.value, precision_detail=scorer.detail, load_s=load_s,
+                   threads=job["threads"] or os.cpu_count(), rss_before_load_mib=rss0 / 1024,
+                   peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(res))
 
 

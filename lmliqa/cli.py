@@ -263,17 +263,28 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmarks.bench import format_table, run_bench
+    from .benchmarks import bench
 
-    batches = [int(b) for b in args.batch.split(",")]
-    report = run_bench(args.models, args.checkpoint, batches, threads=args.threads, image=args.image,
-                       iters=args.iters, min_time=args.min_time,
-                       progress=None if args.json else (lambda line: print(line, file=sys.stderr, flush=True)))
+    say = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    if args.camera:
+        report = bench.run_camera(args.models, args.checkpoint, threads=args.threads, image=args.image,
+                                  runs=args.runs, baselines=not args.no_compile, progress=say)
+        table = bench.format_camera(report)
+    elif args.folder:
+        report = bench.run_folder(args.models, args.checkpoint, args.folder, n_images=args.folder_images,
+                                  batch=int(args.batch.split(",")[-1]), workers=args.workers, threads=args.threads,
+                                  progress=say)
+        table = bench.format_folder(report)
+    else:
+        batches = [int(b) for b in args.batch.split(",")]
+        report = bench.run_bench(args.models, args.checkpoint, batches, threads=args.threads, image=args.image,
+                                 iters=args.iters, min_time=args.min_time, progress=say)
+        table = bench.format_table(report)
     if args.out:
         from pathlib import Path
 
         Path(args.out).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    print(json.dumps(report, indent=2) if args.json else table)
     return 0
 
 
@@ -488,12 +499,25 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=_cmd_verify)
 
-    be = sub.add_parser("bench", help="speed of every runnable artifact next to torch eager FP32, in one run")
+    be = sub.add_parser("bench", help="speed of every runnable artifact next to torch eager FP32, in one run",
+                        description="Default: the network on the contract's pre-cut crops at each --batch. --camera: "
+                                    "JPEG bytes -> score at batch 1, p50/p95 over --runs with the stage breakdown, "
+                                    "next to torch eager, torch.compile fp32 and torch.compile bf16 autocast. "
+                                    "--folder DIR: lmliqa's scorer end to end on real photos next to the same "
+                                    "network's ceiling at the same batch.")
     be.add_argument("--models", required=True)
     be.add_argument("--checkpoint", required=True, help="the FP32 checkpoint (torch eager reference)")
-    be.add_argument("--batch", default="1,8", help="images per call (each brings the contract's crops)")
+    be.add_argument("--batch", default="1,8", help="images per call (each brings the contract's crops); --folder "
+                                                   "uses the last")
     be.add_argument("--threads", type=int)
     be.add_argument("--image", help="photo to crop the input from (default: a wheel-shipped photo)")
+    mode = be.add_mutually_exclusive_group()
+    mode.add_argument("--camera", action="store_true", help="camera check: JPEG bytes -> score, batch 1")
+    mode.add_argument("--folder", metavar="DIR", help="folder throughput on the photos in DIR")
+    be.add_argument("--runs", type=int, default=100, help="--camera: timed runs after warm-up (default 100)")
+    be.add_argument("--no-compile", action="store_true", help="--camera: leave out the torch.compile baselines")
+    be.add_argument("--folder-images", type=int, default=200, help="--folder: photos to score (default 200)")
+    be.add_argument("--workers", type=int, help="--folder: decoding threads (default: the scorer's)")
     be.add_argument("--iters", type=int, default=5)
     be.add_argument("--min-time", type=float, default=2.0)
     be.add_argument("--out", help="also write the JSON report here")

@@ -196,7 +196,12 @@ class PreprocessContract:
 
     def eval_crops(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """The model input for one image: (n_eval_crops, 3, s, s) float32 pixels 0..255."""
-        arr = np.asarray(self.load(src, max_pixels), dtype=np.uint8)
+        return self.grid_crops(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background,
+                                        max_pixels=max_pixels))
+
+    def grid_crops(self, rgb: Image.Image) -> np.ndarray:
+        """Steps 4-6 for a decoded RGB image (step 3's output): resize, then the evaluation grid's crops."""
+        arr = np.asarray(self.resize_image(rgb), dtype=np.uint8)
         s = self.crop_size
         crops = [arr[t:t + s, l:l + s] for t, l in self.eval_boxes(*arr.shape[:2])]
         return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
