@@ -217,9 +217,10 @@ TORCH_BASELINES = (("fp32", None, "torch eager fp32"), ("fp32", "default", "torc
 
 def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None = None, image: str | None = None,
                warmup: int = 10, runs: int = 100, quality: int = 90, baselines: bool = True, timeout: float = 1800,
-               progress=print) -> dict[str, Any]:
+               peak: str | Path | None = None, progress=print) -> dict[str, Any]:
     """Camera check for every runnable artifact x precision and the torch baselines: JPEG bytes -> score at
-    batch 1, p50/p95 and the stage breakdown, each row in its own process."""
+    batch 1, p50/p95 and the stage breakdown, each row in its own process. PEAK: a benchmarks/cpu_peak.py result;
+    each row's network GMAC/s is then also given as a fraction of the peak of the precision it runs."""
     import tempfile
 
     from PIL import Image
@@ -258,14 +259,38 @@ def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None =
     eager = next((r for r in rows if r["backend"] == "torch eager fp32"), None)
     torch_rows = [r for r in rows if r["target"] == "torch"]
     best = min(torch_rows, key=lambda r: r["p50_ms"]) if torch_rows else None
+    gmac_image = gmacs_per_image(checkpoint)
+    peaks = json.loads(Path(peak).read_text())["peak_gmacs_per_s"] if peak else None
     for r in rows:
         r["speedup_vs_torch_eager"] = eager["p50_ms"] / r["p50_ms"] if eager else None
         r["speedup_vs_best_torch"] = best["p50_ms"] / r["p50_ms"] if best else None
+        r["network_gmacs_per_s"] = gmac_image / (r["stages_p50_ms"]["network"] / 1e3)
+        r["utilisation"] = utilisation(r["network_gmacs_per_s"], r["precision"], peaks) if peaks else None
     return {"provenance": provenance(), "mode": "camera", "models": str(models), "checkpoint": str(checkpoint),
             "image": image, "frame": {"width": src.width, "height": src.height, "jpeg_quality": quality,
                                       "jpeg_bytes": jpeg_size(src, quality)},
-            "best_torch_baseline": best["backend"] if best else None, "threads": threads or os.cpu_count(),
+            "best_torch_baseline": best["backend"] if best else None, "gmacs_per_image": gmac_image,
+            "peak_file": str(peak) if peak else None, "threads": threads or os.cpu_count(),
             "cpu": cpu_name(), "rows": rows, "skipped": skipped}
+
+
+def gmacs_per_image(checkpoint: Path) -> float:
+    """Multiply-accumulates of the network for one image: GMAC per crop x the contract's crops."""
+    from lmliqa.config import ModelConfig
+    from lmliqa.models.checkpoint import read_metadata
+    from lmliqa.models.network import gmacs_per_crop
+
+    cfg = ModelConfig.from_dict(read_metadata(checkpoint)["config"])
+    return gmacs_per_crop(cfg) * cfg.contract.n_eval_crops
+
+
+def utilisation(gmacs_per_s: float, precision: str, peaks: dict[str, float]) -> float:
+    """GMAC/s as a fraction of the measured peak of the arithmetic PRECISION runs in (fp16 on a CPU: fp32)."""
+    if precision == "int8":
+        peak = max(v for k, v in peaks.items() if k.startswith("int8") and v == v)
+    else:
+        peak = peaks["bf16" if precision == "bf16" else "fp32"]
+    return gmacs_per_s / peak
 
 
 def jpeg_size(img, quality: int) -> int:
@@ -333,12 +358,14 @@ def format_camera(report: dict[str, Any]) -> str:
     lines = [f"lmliqa bench --camera: {report['cpu']}, {report['threads']} threads; a {f['width']}x{f['height']} "
              f"JPEG (q{f['jpeg_quality']}, {f['jpeg_bytes']} bytes) -> score, batch 1", "",
              "| artifact | runs as | precision | p50 ms | p95 ms | decode | crops | network | aggregate | "
-             "x eager | x best torch |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "x eager | x best torch | GMAC/s | of peak |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         st = r["stages_p50_ms"]
         lines.append(f"| {r['artifact']} | {r['backend']} | {r['precision']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
                      f"{st['decode']:.2f} | {st['crops']:.2f} | {st['network']:.1f} | {st['aggregate']:.3f} | "
-                     f"{r['speedup_vs_torch_eager'] or 0:.2f} | {r['speedup_vs_best_torch'] or 0:.2f} |")
+                     f"{r['speedup_vs_torch_eager'] or 0:.2f} | {r['speedup_vs_best_torch'] or 0:.2f} | "
+                     f"{r['network_gmacs_per_s']:.1f} | "
+                     + (f"{r['utilisation']:.1%}" if r["utilisation"] is not None else "-") + " |")
     for s in report["skipped"]:
         lines.append(f"| {s['artifact']} | {s['backend']} | {s['precision'] or 'stored'} | not run: {s['reason']} |"
                      " | | | | | | |")

@@ -268,7 +268,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     say = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     if args.camera:
         report = bench.run_camera(args.models, args.checkpoint, threads=args.threads, image=args.image,
-                                  runs=args.runs, baselines=not args.no_compile, progress=say)
+                                  runs=args.runs, baselines=not args.no_compile, peak=args.peak, progress=say)
         table = bench.format_camera(report)
     elif args.folder:
         report = bench.run_folder(args.models, args.checkpoint, args.folder, n_images=args.folder_images,
@@ -516,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--folder", metavar="DIR", help="folder throughput on the photos in DIR")
     be.add_argument("--runs", type=int, default=100, help="--camera: timed runs after warm-up (default 100)")
     be.add_argument("--no-compile", action="store_true", help="--camera: leave out the torch.compile baselines")
+    be.add_argument("--peak", help="--camera: a benchmarks/cpu_peak.py result; rows then give their network GMAC/s "
+                                   "as a fraction of this CPU's peak")
     be.add_argument("--folder-images", type=int, default=200, help="--folder: photos to score (default 200)")
     be.add_argument("--workers", type=int, help="--folder: decoding threads (default: the scorer's)")
     be.add_argument("--iters", type=int, default=5)

@@ -11,12 +11,14 @@ from lmliqa.default_model import RELEASE, default_artifact
 PHOTO = RELEASE / "golden" / "chelsea.jpg"
 
 
-def test_camera_rows_time_the_same_score_the_scorer_gives(capsys):
+def test_camera_rows_time_the_same_score_the_scorer_gives(tmp_path):
     from lmliqa.benchmarks.bench import run_camera
     from lmliqa.runtimes import load
 
+    peak = tmp_path / "peak.json"
+    peak.write_text('{"peak_gmacs_per_s": {"fp32": 100.0, "bf16": 300.0, "int8": 600.0, "int8_onnxruntime": 700.0}}')
     rep = run_camera(RELEASE, default_artifact("torch"), image=str(PHOTO), warmup=1, runs=5, baselines=False,
-                     progress=None)
+                     peak=peak, progress=None)
     assert [(r["backend"], r["precision"]) for r in rep["rows"]] == [("torch eager fp32", "fp32"),
                                                                       ("onnxruntime", "int8")]
     buf = io.BytesIO()
@@ -26,6 +28,10 @@ def test_camera_rows_time_the_same_score_the_scorer_gives(capsys):
         assert min(row["stages_p50_ms"].values()) > 0 and row["p95_ms"] >= row["p50_ms"]
         assert row["score"] == pytest.approx(load(default_artifact(backend)).score(buf.getvalue()).score, abs=1e-4)
     assert rep["rows"][0]["speedup_vs_torch_eager"] == 1.0 and rep["frame"]["width"] == 451
+    torch_row, int8_row = rep["rows"]
+    assert 0.1 < rep["gmacs_per_image"] < 10                        # MobileNetV2-class network, 9 crops
+    assert torch_row["utilisation"] == pytest.approx(torch_row["network_gmacs_per_s"] / 100.0)
+    assert int8_row["utilisation"] == pytest.approx(int8_row["network_gmacs_per_s"] / 700.0)
 
 
 def test_folder_rows_score_every_photo_next_to_the_ceiling():
