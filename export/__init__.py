@@ -85,10 +85,11 @@ class ExportContext:
 
 
 def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target], out: str | Path,
-                      verbose: bool = False, **options: Any) -> list[ExportResult]:
-    """Export one checkpoint for each target under OUT; one target failing never stops the others. OPTIONS:
-    target-specific export options (lmliqa.targets.Option names, e.g. keep_f32='none'); an option that belongs
-    to none of the chosen targets is an error."""
+                      verbose: bool = False, layout: str | None = None, **options: Any) -> list[ExportResult]:
+    """Export one checkpoint for each target under OUT; one target failing never stops the others. LAYOUT: an
+    evaluation layout (lmliqa.contract.LAYOUTS) the artifacts' contract records instead of the checkpoint's.
+    OPTIONS: target-specific export options (lmliqa.targets.Option names, e.g. keep_f32='none'); an option that
+    belongs to none of the chosen targets is an error."""
     from ._graph import export_program, load_for_export, save_program
 
     chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
@@ -99,6 +100,10 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target],
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, metadata = load_for_export(checkpoint)
+    if layout:
+        from lmliqa.contract import PreprocessContract
+
+        metadata["contract"] = PreprocessContract.from_dict(metadata["contract"]).with_layout(layout).to_dict()
     program = export_program(model)
     save_program(program, out / f"{metadata['model']}{PROGRAM_SUFFIX}", metadata)
     ctx = ExportContext(program, metadata, out)

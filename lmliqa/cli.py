@@ -94,7 +94,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from . import targets
 
     chosen = targets.parse_targets(args.formats, targets.Stage.EXPORT)
-    results = export_checkpoint(args.checkpoint, chosen, args.out, verbose=args.verbose,
+    results = export_checkpoint(args.checkpoint, chosen, args.out, verbose=args.verbose, layout=args.layout,
                                 **_target_options(args, targets.Stage.EXPORT))
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -379,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True)
     ex.add_argument("--json", action="store_true")
     ex.add_argument("--verbose", action="store_true", help="print tracebacks of failed targets")
+    from .contract import LAYOUTS
+
+    ex.add_argument("--layout", choices=list(LAYOUTS), help="evaluation layout the artifacts record (default: the "
+                    "checkpoint's, 3 x 3): " + "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items()))
     _add_target_options(ex, targets.Stage.EXPORT)
     ex.set_defaults(func=_cmd_export)
 

@@ -56,6 +56,18 @@ _INTERPOLATIONS = {
     "box": Image.Resampling.BOX,
 }
 _RESIZE_MODES = ("none", "shorter_side", "longer_side", "fixed")
+
+# Evaluation layouts: how many network calls a photo costs, as a named speed/accuracy choice made at export time
+# (`lmliqa export --layout NAME`) and recorded in the artifact's contract (notes["layout"]). Grid layouts keep the
+# model's own resize; "whole" layouts make the photo one crop. benchmarks/layouts.py measures each one's accuracy
+# (5-fold CV) and camera-check latency; the README has the table.
+LAYOUTS: dict[str, str] = {
+    "accurate": "3 x 3 grid of crops at the model's resolution (DEIQT's evaluation; 9 network calls)",
+    "fast": "2 x 2 grid (4 calls)",
+    "centre": "the centre crop (1 call)",
+    "whole": "the whole photo resized to one crop, aspect not kept (1 call)",
+    "whole_aspect": "shorter side resized to the crop size, then its centre crop (1 call)",
+}
 _AGGREGATIONS = ("mean", "median")
 
 
@@ -132,6 +144,25 @@ class PreprocessContract:
 
     def replace(self, **changes: Any) -> PreprocessContract:
         return dataclasses.replace(self, **changes)
+
+    def with_layout(self, name: str) -> PreprocessContract:
+        """This contract with the evaluation layout NAME (one of LAYOUTS), recorded in notes["layout"]."""
+        s = self.crop_size
+        changes: dict[str, Any] = {
+            "accurate": {"eval_rows": 3, "eval_cols": 3},
+            "fast": {"eval_rows": 2, "eval_cols": 2},
+            "centre": {"eval_rows": 1, "eval_cols": 1},
+            "whole": {"resize": "fixed", "resize_size": (s, s), "eval_rows": 1, "eval_cols": 1},
+            "whole_aspect": {"resize": "shorter_side", "resize_size": (s,), "eval_rows": 1, "eval_cols": 1},
+        }.get(name, {})
+        if name not in LAYOUTS:
+            raise ContractError(f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)}")
+        return dataclasses.replace(self, **changes, notes={**self.notes, "layout": name})
+
+    @property
+    def layout(self) -> str:
+        """The layout's name when one was chosen (with_layout), else a description of the grid."""
+        return self.notes.get("layout") or f"{self.eval_rows}x{self.eval_cols} grid"
 
     def validate(self) -> None:
         if self.resize not in _RESIZE_MODES:

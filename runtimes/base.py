@@ -206,7 +206,7 @@ class Scorer:
         return {"backend": self.backend, "precision": self.precision.value, "precision_detail": self.detail,
                 "weights": self.weights.value, "device": self.device, "path": str(self.path),
                 "model": self.metadata.get("model"), "crop_size": self.contract.crop_size,
-                "eval_crops": self.contract.n_eval_crops, "score": self.scale.to_dict()}
+                "eval_crops": self.contract.n_eval_crops, "layout": self.contract.layout, "score": self.scale.to_dict()}
 
 
 def _failed(name: str, exc: BaseException) -> ImageResult:

@@ -1,0 +1,44 @@
+"""Evaluation layouts (lmliqa.contract.LAYOUTS): chosen at export time, recorded in the artifact, honoured by
+every runtime through the one contract."""
+
+import numpy as np
+import pytest
+
+from lmliqa.contract import LAYOUTS, ContractError, PreprocessContract
+from lmliqa.default_model import RELEASE, default_artifact
+
+PHOTO = RELEASE / "golden" / "chelsea.jpg"
+
+
+def test_layouts_set_the_grid_and_resize():
+    c = PreprocessContract()
+    want = {"accurate": (9, "none"), "fast": (4, "none"), "centre": (1, "none"), "whole": (1, "fixed"),
+            "whole_aspect": (1, "shorter_side")}
+    assert set(want) == set(LAYOUTS)
+    for name, (n, resize) in want.items():
+        lc = c.with_layout(name)
+        assert (lc.n_eval_crops, lc.resize, lc.layout) == (n, resize, name)
+        assert PreprocessContract.from_dict(lc.to_dict()).layout == name          # survives the metadata
+        assert lc.eval_crops(str(PHOTO)).shape == (n, 3, 224, 224)
+    whole = c.with_layout("whole").load(str(PHOTO))
+    assert whole.size == (224, 224)
+    with pytest.raises(ContractError, match="unknown layout 'quick'"):
+        c.with_layout("quick")
+
+
+def test_an_exported_layout_is_what_the_runtime_runs(tmp_path):
+    from lmliqa.export import Status, export_checkpoint
+    from lmliqa.runtimes import load
+
+    ckpt = default_artifact("torch")
+    (res,) = export_checkpoint(ckpt, ["onnx"], tmp_path, layout="fast")
+    assert res.status is Status.OK
+    onnx = load(tmp_path / "mobile.onnx")
+    assert onnx.describe()["layout"] == "fast" and onnx.describe()["eval_crops"] == 4
+    got = onnx.score(str(PHOTO))
+    torch_ref = load(ckpt)
+    torch_ref.contract = torch_ref.contract.with_layout("fast")
+    ref = torch_ref.score(str(PHOTO))
+    assert len(got.crop_scores) == 4
+    assert np.allclose(got.crop_scores, ref.crop_scores, atol=0.01)
+    assert got.score == pytest.approx(ref.score, abs=0.01)
