@@ -136,8 +136,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         if first is not None:
-            results = scorer.score_many(_chain(first, todo), batch_size=args.batch, workers=args.workers,
-                                        max_pixels=max_pixels, progress=sys.stderr.isatty() and not args.quiet)
+            if args.ray:
+                from .distributed import score_with_ray
+
+                results = score_with_ray(_chain(first, todo), args.model, address=args.ray, actors=args.ray_actors,
+                                         batch_size=args.batch, backend=args.backend, precision=args.precision,
+                                         threads=args.threads or 1, max_pixels=max_pixels)
+            else:
+                results = scorer.score_many(_chain(first, todo), batch_size=args.batch, workers=args.workers,
+                                            max_pixels=max_pixels, progress=sys.stderr.isatty() and not args.quiet)
             with contextlib.closing(results):       # on Ctrl-C, stop the decoding threads at once
                 for r in results:
                     writer.write(r)
@@ -422,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--jsonl", metavar="OUT", help="write one JSON object per image to OUT ('-': standard output)")
     out.add_argument("--json", metavar="OUT", nargs="?", const="-",
                      help="write one JSON document (model, results, summary) to OUT (default '-': standard output)")
+    sc.add_argument("--ray", metavar="ADDRESS", help="score with a Ray Data actor pool: 'local' (a Ray instance on "
+                                                     "this machine) or a cluster address (needs lmliqa[ray])")
+    sc.add_argument("--ray-actors", type=int, default=2, help="--ray: actors, each loading the model once "
+                                                             "(default 2)")
     sc.add_argument("--resume", action="store_true", help="continue OUT: skip the images it already has rows for "
                                                           "(refused when another model wrote it)")
     sc.add_argument("--verbose", action="store_true", help="list what folder walks and globs skipped, and why")

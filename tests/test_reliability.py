@@ -253,3 +253,18 @@ def test_resume_refuses_what_it_cannot_append_to(tmp_path, capsys):
     assert main(["score", str(PHOTO), "--csv", str(tmp_path / "b.csv"), "--resume"]) == 2
     assert "has no b.csv.run.json" in capsys.readouterr().err
     assert main(["score", str(PHOTO), "--csv", "-", "--resume"]) == 2
+
+
+def test_ray_actor_pool_scores_equal_the_single_process_run(tmp_path, capsys):
+    """`lmliqa score --ray local` with 2 actors: the same rows, in the same order, as one process."""
+    pytest.importorskip("ray", reason="Ray Data is an optional extra (lmliqa[ray])")
+    photos = _photos(tmp_path, 12)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    assert main(["score", str(photos), "--jsonl", str(tmp_path / "one.jsonl"), "--quiet"]) == 1
+    assert main(["score", str(photos), "--jsonl", str(tmp_path / "ray.jsonl"), "--ray", "local", "--ray-actors", "2",
+                 "--batch", "4", "--quiet"]) == 1
+    one, ray_rows = _jsonl(tmp_path / "one.jsonl"), _jsonl(tmp_path / "ray.jsonl")
+    assert [r["image"] for r in ray_rows] == [r["image"] for r in one] and len(one) == 13
+    for a, b in zip(one, ray_rows):
+        assert (a["error_kind"], a["error"]) == (b["error_kind"], b["error"])
+        assert (a["score"] is None and b["score"] is None) or a["score"] == pytest.approx(b["score"], abs=1e-4)
