@@ -179,7 +179,9 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
               image: str | None = None, warmup: int = 2, iters: int = 5, min_time: float = 2.0,
               timeout: float = 900, progress=print) -> dict[str, Any]:
     from lmliqa.parity import artifact_size_mb
+    from lmliqa.provenance import provenance
 
+    provenance()                     # fixes the commit this run starts from
     models, checkpoint = Path(models), Path(checkpoint)
     image = image or _default_image()
     rows, skipped = [], []
@@ -229,6 +231,7 @@ def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None =
     from lmliqa.parity import artifact_size_mb
     from lmliqa.provenance import cpu_name, provenance
 
+    provenance()                     # fixes the commit this run starts from
     models, checkpoint = Path(models), Path(checkpoint)
     image = image or _default_image()
     rows, skipped = [], []
@@ -309,6 +312,7 @@ def run_folder(models: str | Path, checkpoint: str | Path, folder: str | Path, n
     from lmliqa.inputs import Scan
     from lmliqa.provenance import cpu_name, provenance
 
+    provenance()                     # fixes the commit this run starts from
     images = [p for _, p in zip(range(n_images), Scan([str(folder)]))]
     rows, skipped = [], []
     for path, target, precision in _runnable(Path(models), Path(checkpoint), skipped):

@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
+    provenance()                     # fixes the commit this run starts from
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

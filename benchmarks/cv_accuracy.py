@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", required=True, help="write the result here")
     ap.add_argument("--note", default="", help="a sentence the card prints under the numbers")
     args = ap.parse_args(argv)
+    provenance()                     # fixes the commit this run starts from
 
     folds, pred, mos, seen = [], [], [], set()
     for run in args.runs:

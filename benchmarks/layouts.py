@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
+    provenance()                     # fixes the commit this run starts from
     layouts = args.layouts.split(",")
 
     folds = [held_out(Path(r) / "final.safetensors" if Path(r).is_dir() else Path(r)) + (r,) for r in args.runs]

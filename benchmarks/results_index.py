@@ -34,6 +34,7 @@ def record(path: Path) -> dict[str, Any]:
     m = prov["machine"]
     gpu = ", ".join(m.get("gpus") or []) or "no GPU recorded" if "gpus" in m else "GPU not recorded"
     return {"file": path.name, "legacy": False, "command": prov["command"], "commit": prov["commit"],
+            "commit_at_end": prov.get("commit_at_end"),
             "machine": f"{m.get('cpu')} ({m.get('cpus')} CPUs, threads {m.get('threads', 'not recorded')}; {gpu})",
             "versions": ", ".join(f"{k} {v}" for k, v in sorted(prov["versions"].items()) if k in
                                   ("torch", "onnxruntime", "openvino", "nncf", "ai-edge-litert", "executorch"))}
@@ -52,6 +53,8 @@ def render(folder: Path = RESULTS) -> str:
             lines.append(f"| {r['file']} | LEGACY: no provenance record | - | - | - |")
         else:
             commit = r["commit"][:12] + ("+dirty" if "dirty" in r["commit"] else "")
+            if r["commit_at_end"]:
+                commit += f" (tree moved to {r['commit_at_end'][:12]} during the run)"
             lines.append(f"| {r['file']} | `{r['command']}` | {commit} | {r['machine']} | {r['versions']} |")
     return "\n".join(lines) + "\n"
 

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--json", required=True, help="result file (benchmarks/results/...)")
     args = ap.parse_args(argv)
+    provenance()                     # fixes the commit this run starts from
     photos = sorted(Path(args.photos).resolve().iterdir())
     runs = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +73,23 @@ def command() -> str:
     return " ".join([name] + sys.argv[1:])
 
 
+_AT_START: dict[str, Any] = {}
+
+
 def provenance() -> dict[str, Any]:
+    """The block every result file carries. The first call in a process fixes the commit (long benchmarks call it
+    when they start); a later call whose tree has moved on since says so in ``commit_at_end``, so a result is never
+    credited to code that did not run."""
     from . import __version__
     from .targets import tool_versions
 
-    return {"command": command(), "commit": git_commit(),
-            "lmliqa": __version__, "python": platform.python_version(), "versions": tool_versions(),
-            "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "threads": threads(), "gpus": gpus(),
-                        "platform": platform.platform()}}
+    commit = git_commit()
+    if not _AT_START:
+        _AT_START.update(commit=commit, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    out = {"command": command(), "commit": _AT_START["commit"], "started": _AT_START["started"],
+           "lmliqa": __version__, "python": platform.python_version(), "versions": tool_versions(),
+           "machine": {"cpu": cpu_name(), "cpus": os.cpu_count(), "threads": threads(), "gpus": gpus(),
+                       "platform": platform.platform()}}
+    if commit != _AT_START["commit"]:
+        out["commit_at_end"] = commit
+    return out
