@@ -131,7 +131,9 @@ class PreprocessContract:
     def from_dict(cls, d: dict[str, Any]) -> PreprocessContract:
         version = d.get("version", 1)
         if version != CONTRACT_VERSION:
-            raise ContractError(f"contract version {version!r}: this lmliqa implements version {CONTRACT_VERSION}")
+            newer = isinstance(version, int) and version > CONTRACT_VERSION
+            raise ContractError(f"contract version {version!r} is {'newer than' if newer else 'not'} the version this "
+                                f"lmliqa implements ({CONTRACT_VERSION})" + ("; upgrade lmliqa" if newer else ""))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:

@@ -120,8 +120,8 @@ def test_a_checkpoint_for_a_newer_contract_is_refused(tmp_path, capsys):
     meta["config"]["contract"]["version"] = 2
     save_file(tensors, str(tmp_path / "newer.safetensors"), metadata={"lmliqa": json.dumps(meta)})
     assert main(["score", "--model", str(tmp_path / "newer.safetensors"), str(PHOTO)]) == 2
-    assert "cannot be read by this lmliqa (contract version 2: this lmliqa implements version 1)" in \
-        capsys.readouterr().err
+    assert "cannot be read by this lmliqa (contract version 2 is newer than the version this lmliqa implements (1); " \
+           "upgrade lmliqa)" in capsys.readouterr().err
 
 
 def _folder(root: Path, rows: list[tuple[str, float]]) -> Path:
