@@ -34,7 +34,7 @@ DEFAULT_MAX_PIXELS = 200_000_000     # above a 200-megapixel phone sensor; an RG
 # What went wrong, as a word a program can branch on.
 KINDS = ("missing", "unreadable", "empty", "not_an_image", "unsupported", "truncated", "corrupt", "too_large")
 
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"))
 _PIL_LIMIT = threading.Lock()
 
