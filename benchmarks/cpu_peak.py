@@ -2,9 +2,9 @@
 `lmliqa bench` rows reach (achieved GMAC/s over the peak of the precision they run).
 
 Each precision multiplies square matrices of several sizes with the library a backend would use (torch/oneDNN
-for fp32 and bf16, torch._int_mm for int8 with int32 accumulation, ONNX Runtime MatMulInteger as a second int8
-path) and keeps the best GMAC/s (one multiply-accumulate = 2 FLOPs). The instruction sets the CPU reports are
-recorded next to it (AMX, AVX-512 BF16/VNNI), since they decide what the peaks can be.
+for fp32 and bf16, torch._int_mm for int8 with int32 accumulation, ONNX Runtime's MatMul and MatMulInteger as
+second fp32 and int8 paths) and keeps the best GMAC/s (one multiply-accumulate = 2 FLOPs). The instruction sets
+the CPU reports are recorded next to it (AMX, AVX-512 BF16/VNNI), since they decide what the peaks can be.
 
     python benchmarks/cpu_peak.py --threads 2 --json benchmarks/results/DATE-cpu-peak.json
 """
@@ -52,24 +52,31 @@ def torch_peaks(sizes: list[int], min_time: float) -> dict[str, dict[str, float]
     return out
 
 
-def ort_int8_peak(sizes: list[int], threads: int, min_time: float) -> dict[str, float]:
+def ort_peaks(sizes: list[int], threads: int, min_time: float) -> dict[str, dict[str, float]]:
+    """ONNX Runtime's own GEMMs (MLAS): fp32 MatMul and int8 MatMulInteger; on some CPUs (AMD with MKL) the
+    fp32 peak torch reaches is below what ONNX Runtime's kernels reach."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    out = {}
-    for n in sizes:
-        graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "mm",
-            [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
-             helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
-            [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    def session(op: str, a_type: int, b_type: int, y_type: int, n: int):
+        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "mm",
+                                  [helper.make_tensor_value_info("a", a_type, [n, n]),
+                                   helper.make_tensor_value_info("b", b_type, [n, n])],
+                                  [helper.make_tensor_value_info("y", y_type, [n, n])])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    out: dict[str, dict[str, float]] = {"fp32_onnxruntime": {}, "int8_onnxruntime": {}}
+    for n in sizes:
+        sess = session("MatMul", TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.FLOAT, n)
+        a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+        out["fp32_onnxruntime"][str(n)] = _best_gmacs(partial(sess.run, None, {"a": a, "b": b}), n, min_time)
+        sess = session("MatMulInteger", TensorProto.UINT8, TensorProto.INT8, TensorProto.INT32, n)
         a = np.random.randint(0, 255, (n, n), dtype=np.uint8)
         b = np.random.randint(-128, 127, (n, n), dtype=np.int8)
-        out[str(n)] = _best_gmacs(partial(sess.run, None, {"a": a, "b": b}), n, min_time)
+        out["int8_onnxruntime"][str(n)] = _best_gmacs(partial(sess.run, None, {"a": a, "b": b}), n, min_time)
     return out
 
 
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     sizes = [int(s) for s in args.sizes.split(",")]
     peaks = torch_peaks(sizes, args.min_time)
-    peaks["int8_onnxruntime"] = ort_int8_peak(sizes, threads, args.min_time)
+    peaks.update(ort_peaks(sizes, threads, args.min_time))
     best = {k: max((v for v in d.values() if v == v), default=float("nan"))
             for k, d in peaks.items() if k != "notes"}
     result = {"provenance": provenance(), "file": args.json, "threads": threads, "cpu_flags": cpu_flags(),
