@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,11 @@ def measure_one(path: str, runtime_module: str, precision: str | None, batches: 
                 image: str, warmup: int, iters: int, min_time: float) -> dict[str, Any]:
     """Runs in the child process: load (with the target's runtime module, by its import path), warm up, time;
     returns one dict per batch size."""
-    import importlib
 
-    from lmliqa.targets import Precision
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    scorer_cls = importlib.import_module(runtime_module).SCORER
-    scorer = scorer_cls(path, precision=Precision(precision) if precision else None, device=None, threads=threads)
+    scorer = _load_scorer(path, runtime_module, precision, threads, compile_mode=None)
     load_s = time.perf_counter() - t0
     crops = scorer.contract.eval_crops(image)
     t0 = time.perf_counter()
@@ -51,14 +49,7 @@ def measure_one(path: str, runtime_module: str, precision: str | None, batches: 
     rows = []
     for b in batches:
         x = np.ascontiguousarray(np.concatenate([crops] * b), dtype=np.float32)
-        for _ in range(warmup):
-            scorer.infer(x)
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < iters or (time.perf_counter() - start < min_time and len(times) < 200):
-            t = time.perf_counter()
-            scorer.infer(x)
-            times.append(time.perf_counter() - t)
+        times = _timed(partial(scorer.infer, x), warmup, iters, min_time, max_calls=200)
         med = statistics.median(times)
         rows.append({"batch": b, "crops_per_call": int(len(x)), "n_calls": len(times),
                      "median_ms": med * 1e3, "p95_ms": float(np.percentile(times, 95)) * 1e3,
@@ -68,6 +59,21 @@ def measure_one(path: str, runtime_module: str, precision: str | None, batches: 
             "preprocess_ms_per_image": pre_ms,
             "threads": threads or os.cpu_count(), "peak_rss_mib": peak / 1024,
             "rss_before_load_mib": rss0 / 1024, "rows": rows}
+
+
+def _timed(call, warmup: int, min_calls: int, min_time: float, max_calls: int | None = None) -> list[float]:
+    """Seconds per CALL after WARMUP untimed calls: at least MIN_CALLS, and more until MIN_TIME seconds have
+    passed (at most MAX_CALLS)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_calls or (time.perf_counter() - start < min_time
+                                     and (max_calls is None or len(times) < max_calls)):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def _load_scorer(path: str, runtime_module: str, precision: str | None, threads: int | None,
@@ -89,13 +95,11 @@ def _load_scorer(path: str, runtime_module: str, precision: str | None, threads:
 def measure_camera(scorer, jpeg: bytes, warmup: int, runs: int) -> dict[str, Any]:
     """A camera check: encoded JPEG bytes in memory -> one score, batch 1, timed per stage (decode: bytes to RGB
     with orientation; crops: resize and the contract's grid; network; aggregation) over RUNS calls after WARMUP."""
-    from lmliqa.decode import load_rgb
-
     c = scorer.contract
     stages: dict[str, list[float]] = {"decode": [], "crops": [], "network": [], "aggregate": [], "total": []}
     for i in range(warmup + runs):
         t0 = time.perf_counter()
-        rgb = load_rgb(jpeg, exif_transpose=c.exif_transpose, background=c.background)
+        rgb = c.decode(jpeg)
         t1 = time.perf_counter()
         crops = c.grid_crops(rgb)
         t2 = time.perf_counter()
@@ -116,15 +120,7 @@ def measure_folder(scorer, images: list[str], batch: int, workers: int | None, m
     """End to end (files -> scores, decoding in WORKERS threads overlapped with inference) against the network-only
     ceiling of the same scorer at the same batch (pre-cut crops of the same photos), both in this process."""
     crops = np.concatenate([scorer.contract.eval_crops(p) for p in images[:batch]])
-    scorer.infer(crops)
-    scorer.infer(crops)
-    times = []
-    start = time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        scorer.infer(crops)
-        times.append(time.perf_counter() - t)
-    ceiling = batch / statistics.median(times)
+    ceiling = batch / statistics.median(_timed(partial(scorer.infer, crops), 2, 5, min_time))
     t = time.perf_counter()
     results = list(scorer.score_many(images, batch_size=batch, workers=workers))
     wall = time.perf_counter() - t
@@ -163,14 +159,18 @@ def _spawn(job: dict[str, Any], timeout: float) -> tuple[dict[str, Any] | None, 
     return json.loads(proc.stdout.strip().splitlines()[-1]), ""
 
 
+def _row_id(path: Path, target: Target, precision: str | None, backend: str | None = None) -> dict[str, Any]:
+    """The columns that name a row (measured or skipped)."""
+    return {"artifact": path.name, "target": target.name, "backend": backend or target.runtime, "precision": precision}
+
+
 def _runnable(models: Path, checkpoint: Path, skipped: list[dict[str, Any]]):
     """(path, target, precision) of every row this machine runs; the others are appended to SKIPPED."""
     for path, target, precision, why_not in candidates(models, checkpoint):
         if not why_not and not isinstance(target.runtime_module, str):
             why_not = "its runtime is not an importable module"
         if why_not:
-            skipped.append({"artifact": path.name, "target": target.name, "backend": target.runtime,
-                            "precision": precision, "reason": why_not})
+            skipped.append({**_row_id(path, target, precision), "reason": why_not})
             continue
         yield path, target, precision
 
@@ -179,7 +179,7 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
               image: str | None = None, warmup: int = 2, iters: int = 5, min_time: float = 2.0,
               timeout: float = 900, progress=print) -> dict[str, Any]:
     from lmliqa.parity import artifact_size_mb
-    from lmliqa.provenance import provenance
+    from lmliqa.provenance import cpu_name, provenance
 
     provenance()                     # fixes the commit this run starts from
     models, checkpoint = Path(models), Path(checkpoint)
@@ -192,12 +192,10 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
                "min_time": min_time}
         res, why = _spawn(job, timeout)
         if res is None:
-            skipped.append({"artifact": path.name, "target": target.name, "backend": backend, "precision": precision,
-                            "reason": why})
+            skipped.append({**_row_id(path, target, precision), "reason": why})
             continue
         for r in res.pop("rows"):
-            row = {"artifact": path.name, "target": target.name, "backend": backend, **res, **r,
-                   "model_size_mb": artifact_size_mb(path)}
+            row = {**_row_id(path, target, precision), **res, **r, "model_size_mb": artifact_size_mb(path)}
             rows.append(row)
             if progress:
                 progress(f"{row['artifact']:<28} {backend:<12} {row['precision']:<9} batch {r['batch']:>3}: "
@@ -205,8 +203,6 @@ def run_bench(models: str | Path, checkpoint: str | Path, batches: list[int], th
     for r in rows:  # the ratio to torch eager FP32 at the same batch, measured in this run
         ref = next((x for x in rows if x["backend"] == "torch" and x["batch"] == r["batch"]), None)
         r["speedup_vs_torch_fp32"] = r["images_per_s"] / ref["images_per_s"] if ref else None
-    from lmliqa.provenance import cpu_name, provenance
-
     return {"provenance": provenance(), "models": str(models), "checkpoint": str(checkpoint), "image": image,
             "batches": batches, "threads": threads or os.cpu_count(), "cpu": cpu_name(), "rows": rows,
             "skipped": skipped}
@@ -239,6 +235,7 @@ def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None =
         jpeg = Path(tmp) / "frame.jpg"
         src = Image.open(image).convert("RGB")
         src.save(jpeg, quality=quality)
+        jpeg_bytes = jpeg.stat().st_size
         plan = [(checkpoint, targets.get("torch"), p, c, name) for p, c, name in
                 (TORCH_BASELINES if baselines else TORCH_BASELINES[:1])]
         plan += [(path, target, precision, None, "") for path, target, precision in
@@ -248,8 +245,7 @@ def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None =
                    "precision": precision, "threads": threads, "jpeg": str(jpeg), "warmup": warmup, "runs": runs,
                    "compile": compile_mode}
             res, why = _spawn(job, timeout)
-            row_id = {"artifact": path.name, "target": target.name, "backend": label or target.runtime,
-                      "precision": precision}
+            row_id = _row_id(path, target, precision, backend=label)
             if res is None:
                 skipped.append({**row_id, "reason": why})
                 continue
@@ -271,7 +267,7 @@ def run_camera(models: str | Path, checkpoint: str | Path, threads: int | None =
         r["utilisation"] = utilisation(r["network_gmacs_per_s"], r["precision"], peaks) if peaks else None
     return {"provenance": provenance(), "mode": "camera", "models": str(models), "checkpoint": str(checkpoint),
             "image": image, "frame": {"width": src.width, "height": src.height, "jpeg_quality": quality,
-                                      "jpeg_bytes": jpeg_size(src, quality)},
+                                      "jpeg_bytes": jpeg_bytes},
             "best_torch_baseline": best["backend"] if best else None, "gmacs_per_image": gmac_image,
             "peak_file": str(peak) if peak else None, "threads": threads or os.cpu_count(),
             "cpu": cpu_name(), "rows": rows, "skipped": skipped}
@@ -294,14 +290,6 @@ def utilisation(gmacs_per_s: float, precision: str, peaks: dict[str, float]) -> 
     return gmacs_per_s / max(v for k, v in peaks.items() if k.split("_")[0] == kind and v == v)
 
 
-def jpeg_size(img, quality: int) -> int:
-    import io
-
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return len(buf.getvalue())
-
-
 def run_folder(models: str | Path, checkpoint: str | Path, folder: str | Path, n_images: int = 200, batch: int = 8,
                workers: int | None = None, threads: int | None = None, min_time: float = 3.0,
                timeout: float = 1800, progress=print) -> dict[str, Any]:
@@ -317,7 +305,7 @@ def run_folder(models: str | Path, checkpoint: str | Path, folder: str | Path, n
         job = {"mode": "folder", "path": str(path), "runtime_module": target.runtime_module, "precision": precision,
                "threads": threads, "images": images, "batch": batch, "workers": workers, "min_time": min_time}
         res, why = _spawn(job, timeout)
-        row_id = {"artifact": path.name, "target": target.name, "backend": target.runtime, "precision": precision}
+        row_id = _row_id(path, target, precision)
         if res is None:
             skipped.append({**row_id, "reason": why})
             continue

@@ -16,6 +16,11 @@ from types import SimpleNamespace
 import numpy as np
 
 
+def fold_checkpoint(run: str | Path) -> Path:
+    """A fold run folder's final.safetensors, or RUN itself when it is a checkpoint file."""
+    return Path(run) / "final.safetensors" if Path(run).is_dir() else Path(run)
+
+
 def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
     """(data spec, split, held-out image paths, their training-scale MOS) recorded by a fold checkpoint."""
     from lmliqa.data import open_dataset
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folds, pred, mos, seen = [], [], [], set()
     for run in args.runs:
-        ckpt = Path(run) / "final.safetensors" if Path(run).is_dir() else Path(run)
+        ckpt = fold_checkpoint(run)
         spec, split, names, y = held_out(ckpt)
         if seen & set(names):
             raise SystemExit(f"{ckpt}: its held-out photos overlap another fold's; pass folds of one partition")

@@ -10,6 +10,7 @@ layout (JPEG bytes -> score at batch 1, p50/p95 and the network's share), in one
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cv_accuracy import held_out
+    from cv_accuracy import fold_checkpoint, held_out
     from lmliqa.benchmarks.bench import measure_camera
     from lmliqa.runtimes import load
     from PIL import Image
@@ -40,15 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     provenance()                     # fixes the commit this run starts from
     layouts = args.layouts.split(",")
 
-    folds = [held_out(Path(r) / "final.safetensors" if Path(r).is_dir() else Path(r)) + (r,) for r in args.runs]
-    scorers = {r: load(Path(r) / "final.safetensors" if Path(r).is_dir() else r, backend="torch", threads=args.threads)
-               for r in args.runs}
+    ckpts = {r: fold_checkpoint(r) for r in args.runs}
+    folds = [held_out(ckpts[r]) + (r,) for r in args.runs]
+    scorers = {r: load(ckpts[r], backend="torch", threads=args.threads) for r in args.runs}
     base = {r: s.contract for r, s in scorers.items()}
     frame = args.image or folds[0][2][0]
     artifact = load(args.artifact, threads=args.threads)
     art_contract = artifact.contract
-    import io
-
     buf = io.BytesIO()
     Image.open(frame).convert("RGB").save(buf, "JPEG", quality=90)
     rows = []
@@ -77,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(network {cam['stages_p50_ms']['network']:.1f})", file=sys.stderr, flush=True)
     result = {"provenance": provenance(), "file": args.json, "data": ", ".join(sorted({f[0] for f in folds})),
               "protocol": f"{len(folds)} held-out folds: " + ", ".join(f[1] for f in folds) + "; torch reference",
-              "checkpoints": {r: sha256_file(Path(r) / "final.safetensors" if Path(r).is_dir() else r)
-                              for r in args.runs},
+              "checkpoints": {r: sha256_file(ckpts[r]) for r in args.runs},
               "camera_artifact": str(args.artifact), "camera_backend": artifact.backend,
               "camera_precision": artifact.precision.value, "camera_frame": str(frame), "rows": rows}
     Path(args.json).write_text(json.dumps(result, indent=2))

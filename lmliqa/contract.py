@@ -192,10 +192,13 @@ class PreprocessContract:
         return self.eval_rows * self.eval_cols
 
     # ----------------------------------------------------------------- pipeline
+    def decode(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+        """Steps 1-3: decode, orient and convert to RGB (lmliqa.decode refuses images over max_pixels)."""
+        return load_rgb(src, exif_transpose=self.exif_transpose, background=self.background, max_pixels=max_pixels)
+
     def load(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-        """Steps 1-4: decode, orient, convert to RGB and resize (lmliqa.decode refuses images over max_pixels)."""
-        return self.resize_image(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background,
-                                          max_pixels=max_pixels))
+        """Steps 1-4: decode, orient, convert to RGB and resize."""
+        return self.resize_image(self.decode(src, max_pixels))
 
     def resize_image(self, img: Image.Image) -> Image.Image:
         w, h = img.size
@@ -229,8 +232,7 @@ class PreprocessContract:
 
     def eval_crops(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         """The model input for one image: (n_eval_crops, 3, s, s) float32 pixels 0..255."""
-        return self.grid_crops(load_rgb(src, exif_transpose=self.exif_transpose, background=self.background,
-                                        max_pixels=max_pixels))
+        return self.grid_crops(self.decode(src, max_pixels))
 
     def grid_crops(self, rgb: Image.Image) -> np.ndarray:
         """Steps 4-6 for a decoded RGB image (step 3's output): resize, then the evaluation grid's crops."""

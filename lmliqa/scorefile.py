@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import LmliqaError
-from .manifest import sha256_file
+from .inputs import IMAGE_SUFFIXES
+from .manifest import artifact_files, sha256_file
 
 FORMATS = ("csv", "jsonl", "json")
 COLUMNS = ("image", "score", "error", "error_kind")
@@ -42,8 +43,6 @@ class Output:
     format: str          # one of FORMATS
 
     def __post_init__(self) -> None:
-        from .inputs import IMAGE_SUFFIXES
-
         if self.format not in FORMATS:
             raise OutputError(f"unknown output format {self.format!r}; use one of {FORMATS}")
         if Path(self.path).suffix.lower() in IMAGE_SUFFIXES:
@@ -61,10 +60,8 @@ class Output:
 
 def model_identity(scorer: Any, max_pixels: int | None) -> dict[str, Any]:
     """What must not change between a run and its resumption: the model's files, how it runs, the decode limit."""
-    path = Path(scorer.path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    if path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        files.append(path.with_suffix(".bin"))
+    root = Path(scorer.path).resolve().parent
+    files = [root / rel for rel in artifact_files(Path(scorer.path), root)]
     return {"model_sha256": {f.name: sha256_file(f) for f in files}, "backend": scorer.backend,
             "precision": scorer.precision.value, "device": scorer.device, "max_pixels": max_pixels}
 

@@ -151,7 +151,7 @@ class Target:
     def load(self, path: str | Path, precision: Precision | str | None = None, device: str | None = None,
              threads: int | None = None):
         """A Scorer for one of this target's artifacts."""
-        from .errors import LmliqaError
+        from .errors import first_line
         from .runtimes.base import ArtifactError
 
         precision = Precision(precision) if precision is not None else None
@@ -160,9 +160,8 @@ class Target:
         except (LmliqaError, ImportError, MemoryError):
             raise
         except Exception as exc:    # the runtime's own parser refused the file: a foreign or damaged artifact
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise ArtifactError(f"{path}: not a readable {self.name} artifact ({type(exc).__name__}: {detail})") \
-                from exc
+            raise ArtifactError(f"{path}: not a readable {self.name} artifact ({type(exc).__name__}: "
+                                f"{first_line(exc)[:300]})") from exc
 
     def read_metadata(self, path: str | Path) -> dict[str, Any]:
         return self.stage(Stage.RUNTIME).read_metadata(path)

@@ -29,7 +29,8 @@ def open_dataset(spec: str, seed: int = 0, strict: bool = True) -> IQADataset:
             more = f" (and {len(ds.refused) - 5} more)" if len(ds.refused) > 5 else ""
             raise DatasetError(f"{spec}: the label file points outside the dataset root {ds.root}; refused: "
                                + "; ".join(f"{p}: {why}" for p, why in ds.refused[:5]) + more)
-        ds.records = [r for r in ds.records if not outside_root(ds.root, r.path)]
+        refused = {p for p, _ in ds.refused}
+        ds.records = [r for r in ds.records if r.path not in refused]
     return ds
 
 

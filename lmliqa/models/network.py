@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import first_line
 from .decoder import PanelDecoderLayer
 from .weights import WeightsError, load_offline_weights
 
@@ -159,8 +160,7 @@ def _load_local_weights(backbone: nn.Module, path: str) -> None:
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("model", state) if isinstance(state, dict) else state
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WeightsError(f"{path}: not a weights file lmliqa reads safely ({first})") from None
+        raise WeightsError(f"{path}: not a weights file lmliqa reads safely ({first_line(exc)})") from None
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc.", "classifier."))}

@@ -31,6 +31,7 @@ from ..config import get_preset
 from ..contract import ScoreScale
 from ..data import open_dataset
 from ..data.splits import kfold_splits, random_splits
+from ..errors import first_line
 from ..evaluate import predict
 from ..models.checkpoint import save_checkpoint
 from ..models.network import ConvTokens, build_model
@@ -222,9 +223,8 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResumeError(f"{path} is not a training state lmliqa wrote; refused without running it ({first})") \
-            from None
+        raise ResumeError(f"{path} is not a training state lmliqa wrote; refused without running it "
+                          f"({first_line(exc)})") from None
     if not isinstance(state, dict) or not {"step", "student", "optimizer", "config", "split"} <= set(state):
         raise ResumeError(f"{path} is not a training state lmliqa wrote (keys {sorted(state)[:8]})"
                           if isinstance(state, dict) else f"{path} is not a training state lmliqa wrote")
