@@ -66,6 +66,21 @@ PRESETS: dict[str, ModelConfig] = {
         contract=PreprocessContract(mean=INCEPTION_MEAN, std=INCEPTION_STD),
         description="edge model: EfficientNet-Lite0 (ImageNet weights, offline) + the same decoder",
     ),
+    # Lite1/Lite2 were trained at 240/260 px; here they see the same 224 crops as the other edge models.
+    "mobile-lite1": ModelConfig(
+        name="mobile-lite1",
+        backbone="tf_efficientnet_lite1",
+        pretrained="offline",
+        contract=PreprocessContract(mean=INCEPTION_MEAN, std=INCEPTION_STD),
+        description="edge model: EfficientNet-Lite1 (ImageNet weights, offline) at 224 px + the same decoder",
+    ),
+    "mobile-lite2": ModelConfig(
+        name="mobile-lite2",
+        backbone="tf_efficientnet_lite2",
+        pretrained="offline",
+        contract=PreprocessContract(mean=INCEPTION_MEAN, std=INCEPTION_STD),
+        description="edge model: EfficientNet-Lite2 (ImageNet weights, offline) at 224 px + the same decoder",
+    ),
     "tiny": ModelConfig(
         name="tiny",
         backbone="vit_tiny_patch16_224",

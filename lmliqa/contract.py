@@ -19,7 +19,8 @@ Pipeline, in order (each step is a field of :class:`PreprocessContract`):
 5. **crops** of ``crop_size``²: evaluation uses a fixed grid (``eval_rows`` × ``eval_cols``; crop
    ``(r, c)`` has its top-left corner at ``round(r * (H - s) / (rows - 1))``, ``round(c * (W - s) /
    (cols - 1))``, centred when rows or cols is 1; row-major order). Training draws random crops and
-   flips them horizontally with probability ``train_hflip``.
+   flips them horizontally with probability ``train_hflip``. With ``eval_hflip`` every grid crop is also
+   scored mirrored (test-time flip averaging: the grid's crops, then their mirror images, in that order).
 6. **model input**: float32, NCHW, RGB, raw pixel values 0..255. Normalisation with ``mean``/``std``
    (given on the 0..1 scale) happens *inside* the network, so devices feed pixels.
 7. **aggregation** of the per-crop scores into the image score (``mean`` or ``median``).
@@ -67,6 +68,8 @@ LAYOUTS: dict[str, str] = {
     "centre": "the centre crop (1 call)",
     "whole": "the whole photo resized to one crop, aspect not kept (1 call)",
     "whole_aspect": "shorter side resized to the crop size, then its centre crop (1 call)",
+    "accurate_flip": "3 x 3 grid, each crop also mirrored (test-time flip averaging; 18 calls)",
+    "dense": "4 x 4 grid (16 calls)",
 }
 _AGGREGATIONS = ("mean", "median")
 
@@ -104,6 +107,7 @@ class PreprocessContract:
     crop_size: int = 224
     eval_rows: int = 3
     eval_cols: int = 3
+    eval_hflip: bool = False
     train_hflip: float = 0.5
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -156,7 +160,10 @@ class PreprocessContract:
             "centre": {"eval_rows": 1, "eval_cols": 1},
             "whole": {"resize": "fixed", "resize_size": (s, s), "eval_rows": 1, "eval_cols": 1},
             "whole_aspect": {"resize": "shorter_side", "resize_size": (s,), "eval_rows": 1, "eval_cols": 1},
+            "accurate_flip": {"eval_rows": 3, "eval_cols": 3, "eval_hflip": True},
+            "dense": {"eval_rows": 4, "eval_cols": 4},
         }.get(name, {})
+        changes.setdefault("eval_hflip", False)
         if name not in LAYOUTS:
             raise ContractError(f"unknown layout {name!r}; choose from {', '.join(LAYOUTS)}")
         return dataclasses.replace(self, **changes, notes={**self.notes, "layout": name})
@@ -189,7 +196,7 @@ class PreprocessContract:
 
     @property
     def n_eval_crops(self) -> int:
-        return self.eval_rows * self.eval_cols
+        return self.eval_rows * self.eval_cols * (2 if self.eval_hflip else 1)
 
     # ----------------------------------------------------------------- pipeline
     def decode(self, src: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -239,6 +246,8 @@ class PreprocessContract:
         arr = np.asarray(self.resize_image(rgb), dtype=np.uint8)
         s = self.crop_size
         crops = [arr[t:t + s, l:l + s] for t, l in self.eval_boxes(*arr.shape[:2])]
+        if self.eval_hflip:
+            crops += [c[:, ::-1] for c in crops]
         return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2), dtype=np.float32)
 
     def random_boxes(self, height: int, width: int, n: int, rng: np.random.Generator) -> np.ndarray:

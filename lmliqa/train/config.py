@@ -42,6 +42,13 @@ class TrainConfig:
     # training labels' mean/std and applies SmoothL1 in those normalised units (faster start, same scale out).
     label_norm: bool = False
     freeze: list[str] = field(default_factory=list)   # parameter-name prefixes kept frozen
+    # What the score is trained on: reg_weight x SmoothL1 + plcc_weight x (1 - PLCC)/2 over the batch's crops +
+    # rank_weight x the pairwise fidelity loss over crops of different images (losses.py). The ranking and
+    # linearity terms reward what SRCC/PLCC measure; SmoothL1 alone does not.
+    reg_weight: float = 1.0
+    plcc_weight: float = 0.0
+    rank_weight: float = 0.0
+    rank_sigma: float = 1.0           # fidelity loss: score difference (label-std units) that reads as 76 % sure
     # LML (method.md §3; every choice marked [inferred] there)
     lml_weight: float = 1.0           # lambda; 0 = plain regression (the DEIQT-style baseline), no teacher
     tau: float = 0.1

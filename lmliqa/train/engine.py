@@ -38,7 +38,7 @@ from ..models.network import ConvTokens, build_model
 from .config import RESUME_MAY_CHANGE, ResumeError, TrainConfig
 from .lml import EMATeacher, LMLModel
 from .loader import TrainCrops
-from .losses import local_manifold_loss, regression_loss
+from .losses import fidelity_rank_loss, local_manifold_loss, plcc_loss, regression_loss
 
 STATE_FILE = "last.pt"
 
@@ -499,11 +499,20 @@ def compute_losses(cfg: TrainConfig, student: LMLModel, ddp_student: nn.Module, 
     score, z = ddp_student(x)
     target = y.repeat_interleave(N)
     net = student.net
-    if cfg.label_norm:  # SmoothL1 in units of the training labels' std
-        reg = regression_loss((score - net.score_shift) / net.score_scale, (target - net.score_shift) / net.score_scale)
-    else:
-        reg = regression_loss(score, target)
-    loss, stats = reg, {"reg": reg.item()}
+    # In units of the training labels' std under label_norm (score_scale/shift are their std/mean), else raw.
+    unit_score = (score - net.score_shift) / net.score_scale
+    unit_target = (target - net.score_shift) / net.score_scale
+    reg = regression_loss(unit_score, unit_target) if cfg.label_norm else regression_loss(score, target)
+    loss, stats = cfg.reg_weight * reg, {"reg": reg.item()}
+    if cfg.plcc_weight > 0:        # linearity over the batch's crops
+        plcc = plcc_loss(score, target)
+        loss = loss + cfg.plcc_weight * plcc
+        stats["plcc"] = plcc.item()
+    if cfg.rank_weight > 0:        # order of every pair of crops from different images, in label-std units
+        rank = fidelity_rank_loss(unit_score, unit_target, torch.arange(B, device=x.device).repeat_interleave(N),
+                                  cfg.rank_sigma)
+        loss = loss + cfg.rank_weight * rank
+        stats["rank"] = rank.item()
     if cfg.lml_weight > 0:
         k = k.view(B, N, -1).float()
         k_all = d.all_gather(k)

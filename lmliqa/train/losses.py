@@ -33,3 +33,31 @@ def local_manifold_loss(q: torch.Tensor, k: torch.Tensor, salient: torch.Tensor,
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """DEIQT's SmoothL1 (beta 1) on every crop; each crop carries its image's label."""
     return F.smooth_l1_loss(pred.float(), target.float(), beta=beta)
+
+
+def plcc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(1 - PLCC) / 2 over the batch: rewards linear agreement with the labels, blind to their scale and offset
+    (the differentiable-PLCC term of norm-in-norm style IQA losses). 0 when perfectly linear, 1 when reversed."""
+    p, t = pred.float(), target.float()
+    p, t = p - p.mean(), t - t.mean()
+    r = (p * t).sum() / (p.norm() * t.norm() + eps)
+    return (1.0 - r) / 2.0
+
+
+def fidelity_rank_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor | None = None,
+                       sigma: float = 1.0) -> torch.Tensor:
+    """Pairwise fidelity loss (Tsai et al. 2007, as in UNIQUE/LIQE) over every pair of the batch with different
+    labels: P(i better than j) = Phi((s_i - s_j) / (sigma sqrt 2)) against the labels' order,
+    1 - sqrt(p p*) - sqrt((1 - p)(1 - p*)). Scores in label-std units (sigma 1 = one std).
+    group: (n,) image ids; pairs within one image (same label) are left out either way."""
+    s, y = pred.float(), target.float()
+    diff = (s[:, None] - s[None, :]) / (sigma * 2.0 ** 0.5)
+    p = 0.5 * (1.0 + torch.erf(diff / 2.0 ** 0.5))
+    want = (y[:, None] > y[None, :]).float()
+    pairs = y[:, None] != y[None, :]
+    if group is not None:
+        pairs &= group[:, None] != group[None, :]
+    if not pairs.any():
+        return s.sum() * 0.0
+    loss = 1.0 - torch.sqrt(p * want + 1e-8) - torch.sqrt((1.0 - p) * (1.0 - want) + 1e-8)
+    return loss[pairs].mean()
