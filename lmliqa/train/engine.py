@@ -492,7 +492,9 @@ def compute_losses(cfg: TrainConfig, student: LMLModel, ddp_student: nn.Module, 
     """One step's loss (method.md §3.7): teacher keys and salient crops, student scores and embeddings,
     L = L_reg + lambda L_LML (+ lambda_d L_distill). x holds B x N crops, image-major."""
     B, N = boxes.shape[:2]
-    if teacher is not None:
+    # The teacher's keys and salient crops feed LML and distillation; a teacher kept only to be deployed (its EMA
+    # weights) needs no forward pass.
+    if teacher is not None and (cfg.lml_weight > 0 or cfg.distill_weight > 0):
         with torch.no_grad():
             t_score, k = teacher(x)
             salient = teacher.salient(whole, boxes, cfg.saliency)
