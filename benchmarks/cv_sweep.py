@@ -146,6 +146,58 @@ def report(path: str) -> str:
     return "\n".join(lines)
 
 
+def paired(res: dict, base: str, other: str, layout: str = "accurate") -> dict | None:
+    """OTHER minus BASE over the (seed, fold) runs both finished: the same held-out photos, so the fold-to-fold
+    noise cancels; mean difference and how many runs OTHER won, per metric."""
+    a, b = res["rows"][base]["runs"], res["rows"][other]["runs"]
+    keys = sorted(k for k in set(a) & set(b) if layout in a[k].get("layouts", {}) and layout in b[k].get("layouts", {}))
+    if not keys:
+        return None
+    out = {"runs": len(keys)}
+    for m in ("srcc", "plcc"):
+        d = np.array([b[k]["layouts"][layout][m] - a[k]["layouts"][layout][m] for k in keys])
+        out[m] = {"mean_diff": float(d.mean()), "wins": int((d > 0).sum())}
+    return out
+
+
+def report_paired(path: str, base: str, layout: str = "accurate") -> str:
+    res = json.loads(Path(path).read_text())
+    lines = [f"| {layout}: row vs {base} | runs | mean dSRCC | wins | mean dPLCC | wins |", "|---|---|---|---|---|---|"]
+    for name in res["rows"]:
+        p = paired(res, base, name, layout) if name != base else None
+        if p:
+            lines.append(f"| {name} | {p['runs']} | {p['srcc']['mean_diff']:+.4f} | {p['srcc']['wins']}/{p['runs']} | "
+                         f"{p['plcc']['mean_diff']:+.4f} | {p['plcc']['wins']}/{p['runs']} |")
+    return "\n".join(lines)
+
+
+def card_cv(path: str, row: str, layout: str, seed: int, out: str) -> dict:
+    """One row's cross-validation in the format of benchmarks/cv_accuracy.py (what `lmliqa release --cv` puts in
+    the model card): seed SEED's out-of-fold predictions pooled, with bootstrap intervals, its folds, and the
+    median over every (seed, fold) run in the note."""
+    from lmliqa.metrics import bootstrap_ci, iqa_metrics
+    from lmliqa.provenance import provenance
+
+    res = json.loads(Path(path).read_text())
+    runs = res["rows"][row]["runs"]
+    mine = sorted((k, r) for k, r in runs.items() if k.startswith(f"s{seed}/") and layout in r.get("layouts", {}))
+    if len(mine) != res["folds"]:
+        raise SystemExit(f"{path}: row {row!r} seed {seed} has {len(mine)} of {res['folds']} folds")
+    pred = np.concatenate([r["layouts"][layout]["pred"] for _, r in mine])
+    mos = np.concatenate([r["mos"] for _, r in mine])
+    s = res["rows"][row]["summary"][layout]
+    doc = {"provenance": provenance(), "file": out, "data": res["data"], "from": path,
+           "protocol": f"{res['folds']}-fold CV, split seed {seed}, layout {layout} (row {row} of {Path(path).name})",
+           "n": int(len(mos)), "pooled": bootstrap_ci(pred, mos), "pooled_metrics": iqa_metrics(pred, mos),
+           "folds": [{"split": f"kfold:{res['folds']}:{k.split('/f')[1]}", "n": len(r["mos"]),
+                      "srcc": r["layouts"][layout]["srcc"], "plcc": r["layouts"][layout]["plcc"]} for k, r in mine],
+           "note": f"Trained on {res['device']} ({', '.join(res['provenance']['machine']['gpus']) or 'CPU'}). Over "
+                   f"all {s['runs']} runs ({len(res['seeds'])} split seeds x {res['folds']} folds): median SRCC "
+                   f"{s['median_srcc']:.3f}, median PLCC {s['median_plcc']:.3f} ({Path(path).name})."}
+    Path(out).write_text(json.dumps(doc, indent=2))
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sweep", help="the rows (YAML)")
@@ -165,10 +217,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a sentence the result file carries (e.g. how the data was copied)")
     ap.add_argument("--resume", action="store_true", help="keep runs already finished in --out")
     ap.add_argument("--report", metavar="RESULT", help="print the markdown table of a result file and exit")
+    ap.add_argument("--paired", metavar="ROW", help="--report: also each row minus ROW, run by run (same photos)")
+    ap.add_argument("--card", metavar="ROW", help="--report: write ROW's CV for the model card (cv_accuracy.py's "
+                    "format; seed --card-seed, the first of --layouts) to --json")
+    ap.add_argument("--card-seed", type=int, default=0)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.report and args.card:
+        if not args.json:
+            ap.error("--card needs --json")
+        doc = card_cv(args.report, args.card, args.layouts.split(",")[0], args.card_seed, args.json)
+        print(f"{args.json}: SRCC {doc['pooled']['srcc']['value']:.4f} [{doc['pooled']['srcc']['low']:.4f}, "
+              f"{doc['pooled']['srcc']['high']:.4f}] over {doc['n']} photos", file=sys.stderr)
+        return 0
     if args.report:
         print(report(args.report))
+        if args.paired:
+            for layout in args.layouts.split(","):
+                print()
+                print(report_paired(args.report, args.paired, layout))
         return 0
     if args.child:
         spec = json.loads(Path(args.child).read_text())

@@ -226,3 +226,23 @@ def test_resume_refuses_other_options_and_foreign_state_files(tmp_path, syntheti
     evil = _train_cli(tmp_path, data, "--resume")
     assert evil.returncode == 2 and not marker.exists()
     assert "last.pt is not a training state lmliqa wrote; refused without running it" in evil.stderr
+
+
+def test_ranking_losses_are_logged_and_a_deploy_only_teacher_runs_no_forward(tmp_path, synthetic_dir, monkeypatch):
+    """The mobile recipe's loss: SmoothL1 + PLCC + ranking, each logged; with LML off the EMA teacher is only
+    deployed, so it must never be called during training."""
+    from lmliqa.train.lml import EMATeacher
+
+    def no_call(*a, **k):
+        raise AssertionError("the teacher ran a forward pass it does not need")
+
+    monkeypatch.setattr(EMATeacher, "__call__", no_call)
+    monkeypatch.setattr(EMATeacher, "salient", no_call)
+    s = run(tmp_path, data=f"synthetic:{synthetic_dir}", max_steps=3, deploy="teacher", lml_weight=0.0,
+            plcc_weight=1.0, rank_weight=0.5)
+    assert s["deployed"] == "teacher"
+    rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
+    for r in rows:
+        reg, plcc, rank = float(r["reg"]), float(r["plcc"]), float(r["rank"])
+        assert 0 <= plcc <= 1 and 0 <= rank <= 1 and r["lml"] == ""
+        assert float(r["loss"]) == pytest.approx(reg + plcc + 0.5 * rank, rel=1e-4)

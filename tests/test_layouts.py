@@ -13,7 +13,7 @@ PHOTO = RELEASE / "golden" / "chelsea.jpg"
 def test_layouts_set_the_grid_and_resize():
     c = PreprocessContract()
     want = {"accurate": (9, "none"), "fast": (4, "none"), "centre": (1, "none"), "whole": (1, "fixed"),
-            "whole_aspect": (1, "shorter_side")}
+            "whole_aspect": (1, "shorter_side"), "accurate_flip": (18, "none"), "dense": (16, "none")}
     assert set(want) == set(LAYOUTS)
     for name, (n, resize) in want.items():
         lc = c.with_layout(name)
@@ -42,3 +42,29 @@ def test_an_exported_layout_is_what_the_runtime_runs(tmp_path):
     assert len(got.crop_scores) == 4
     assert np.allclose(got.crop_scores, ref.crop_scores, atol=0.01)
     assert got.score == pytest.approx(ref.score, abs=0.01)
+
+
+def test_flip_layout_scores_each_grid_crop_and_its_mirror_image():
+    c = PreprocessContract().with_layout("accurate_flip")
+    crops = c.eval_crops(str(PHOTO))
+    grid = PreprocessContract().with_layout("accurate").eval_crops(str(PHOTO))
+    assert np.array_equal(crops[:9], grid) and np.array_equal(crops[9:], grid[:, :, :, ::-1])
+    assert not c.with_layout("fast").eval_hflip                 # choosing another layout drops the flip
+
+
+def test_flip_layout_exported_runs_every_crop_through_the_runtime(tmp_path):
+    """The flip is the contract's, so an artifact exported with it feeds 18 crops and averages them, as torch."""
+    from lmliqa.export import Status, export_checkpoint
+    from lmliqa.runtimes import load
+
+    ckpt = default_artifact("torch")
+    (res,) = export_checkpoint(ckpt, ["onnx"], tmp_path, layout="accurate_flip")
+    assert res.status is Status.OK
+    onnx = load(tmp_path / "mobile.onnx")
+    assert onnx.describe()["eval_crops"] == 18
+    got = onnx.score(str(PHOTO))
+    ref = load(ckpt)
+    ref.contract = ref.contract.with_layout("accurate_flip")
+    want = ref.score(str(PHOTO))
+    assert np.allclose(got.crop_scores, want.crop_scores, atol=0.01)
+    assert got.score == pytest.approx(np.mean(want.crop_scores), abs=0.01)

@@ -85,6 +85,8 @@ ESPRESSO = 967
 @pytest.mark.parametrize("backbone,mean,std", [
     ("mobilenetv2_100", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     ("tf_efficientnet_lite0", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ("tf_efficientnet_lite1", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ("tf_efficientnet_lite2", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 ])
 def test_offline_imagenet_weights_classify_wheel_photos(backbone, mean, std, wheel_photo):
     import timm
@@ -106,7 +108,7 @@ def test_offline_imagenet_weights_classify_wheel_photos(backbone, mean, std, whe
 def test_offline_weights_feed_the_mobile_presets():
     import timm
 
-    for name in ("mobile", "mobile-lite0"):
+    for name in ("mobile", "mobile-lite0", "mobile-lite1", "mobile-lite2"):
         cfg = PRESETS[name]
         model = build_model(cfg)  # offline weights
         ref = timm.create_model(cfg.backbone, num_classes=0)

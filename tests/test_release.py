@@ -162,3 +162,19 @@ def test_flip_rate_margin_skips_pairs_the_reference_barely_separates():
     assert rank_flip_rate(a, b, margin=FLIP_MARGIN) == pytest.approx(1 / 5)
     f = compare(a, b)
     assert f.material_flip_rate == pytest.approx(0.2) and not QUANTIZED.check(f)
+
+
+def test_a_tree_without_git_reports_the_commit_it_was_told(tmp_path, monkeypatch):
+    """A copy of the tree without .git (the accelerator machine's) records LMLIQA_SOURCE_COMMIT, else nothing."""
+    from lmliqa.provenance import git_commit
+
+    monkeypatch.delenv("LMLIQA_SOURCE_COMMIT", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert git_commit(tmp_path) is None
+    monkeypatch.setenv("LMLIQA_SOURCE_COMMIT", "9e9ad6f23c85f76d910e4410e0935545486f87d4")
+    assert git_commit(tmp_path) == "9e9ad6f23c85f76d910e4410e0935545486f87d4"
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+    assert git_commit().split("+")[0] == head                 # a real checkout reports its own commit

@@ -354,8 +354,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                      "frozen_params": frozen}, indent=2))
         (out / "split.json").write_text(json.dumps({"split": cfg.split, "seed": cfg.split_seed,
                                                     "train": train_idx, "test": test_idx}))
-    log = CsvLog(out / "train_log.csv", ["step", "epoch", "lr", "loss", "reg", "lml", "distill", "lml_keys",
-                                         "crops_per_s", "elapsed_s"], cfg.resume, step) if d.main else None
+    log = CsvLog(out / "train_log.csv", ["step", "epoch", "lr", "loss", "reg", "plcc", "rank", "lml", "distill",
+                                         "lml_keys", "crops_per_s", "elapsed_s"], cfg.resume, step) if d.main else None
     evlog = CsvLog(out / "eval_log.csv", ["step", "epoch", "model", "n", "srcc", "plcc", "plcc_logistic", "krcc",
                                           "rmse"], cfg.resume, step) if d.main else None
     tb = _tensorboard(out) if d.main else None
