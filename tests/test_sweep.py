@@ -25,7 +25,8 @@ def sweep(tmp_path, data, *extra):
 
 
 def test_sweep_runs_every_seed_and_fold_and_summarises_what_they_predicted(tmp_path, synthetic_dir):
-    (tmp_path / "rows.yaml").write_text("rows:\n  tiny:\n    preset: tiny\n    set: {lml_weight: 0.0, plcc_weight: 1.0}\n")
+    rows = "rows:\n  tiny:\n    preset: tiny\n    set: {lml_weight: 0.0, plcc_weight: 1.0}\n"
+    (tmp_path / "rows.yaml").write_text(rows)
     data = f"synthetic:{synthetic_dir}"
     res, proc = sweep(tmp_path, data, "--seeds", "0")
     row = res["rows"]["tiny"]
