@@ -133,8 +133,8 @@ def test_deploy_teacher_ships_the_ema_weights(tmp_path, synthetic_dir):
 
 
 def test_mobile_preset_learns_the_synthetic_distortions(mobile_run):
-    """A CI-sized real training run: ImageNet MobileNetV2 + decoder, 2 epochs of LML on 10 references,
-    judged on the 50 images of the 2 held-out references (measured here: SRCC 0.79, PLCC 0.87)."""
+    """A CI-sized real training run: ImageNet MobileNetV2 + decoder, 2 epochs of the mobile recipe on 10
+    references, judged on the 50 images of the 2 held-out references."""
     _, s = mobile_run
     assert s["n_test"] == 50 and s["steps"] == 2 * (250 // 8)
     assert s["final"]["srcc"] > 0.6 and s["final"]["plcc"] > 0.6

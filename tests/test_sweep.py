@@ -55,3 +55,36 @@ def test_sweep_runs_every_seed_and_fold_and_summarises_what_they_predicted(tmp_p
     assert row2["runs"]["s0/f0"] == row["runs"]["s0/f0"]
     assert sorted(res2["not_run"]) == ["tiny/s1/f0", "tiny/s1/f1"]
     assert {r["status"] for k, r in row2["runs"].items() if k.startswith("s1/")} == {"cut at the budget"}
+
+
+def test_packed_photos_keep_pixels_order_and_fit_the_parts(tmp_path):
+    """benchmarks/sweeps/pack_photos.py: what travels to the GPU machine is the same data set."""
+    from PIL import Image
+
+    sys.path.insert(0, str(SCRIPT.parent / "sweeps"))
+    from pack_photos import main as pack
+
+    src = tmp_path / "set"
+    (src / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["b.png", "a.JPG", "c.png"]
+    for n in names:
+        arr = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(src / "images" / n, "PNG" if n.endswith("png") else "JPEG")
+    (src / "scores.csv").write_text("image,mos\n" + "".join(f"{n},{i * 10}\n" for i, n in enumerate(names)))
+    assert pack([str(src), str(tmp_path / "out"), "--part-mb", "0.02"]) == 0
+    parts = sorted((tmp_path / "out").iterdir())
+    assert len(parts) >= 2
+    for p in parts:                                          # no part over 20 kB unless one photo alone is
+        sizes = [f.stat().st_size for f in p.iterdir() if f.name != "scores.csv"]
+        assert sum(sizes) <= 20_000 or len(sizes) == 1
+    rows = (parts[0] / "scores.csv").read_text().splitlines()
+    assert rows == ["image,mos", "b.webp,0", "a.JPG,10", "c.webp,20"]
+    for n in names:
+        new = n.replace(".png", ".webp")
+        (got,) = [p / new for p in parts if (p / new).exists()]
+        want = np.asarray(Image.open(src / "images" / n).convert("RGB"))
+        if n.endswith("png"):
+            assert np.array_equal(np.asarray(Image.open(got).convert("RGB")), want)
+        else:
+            assert got.read_bytes() == (src / "images" / n).read_bytes()
