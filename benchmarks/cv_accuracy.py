@@ -21,8 +21,8 @@ def fold_checkpoint(run: str | Path) -> Path:
     return Path(run) / "final.safetensors" if Path(run).is_dir() else Path(run)
 
 
-def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
-    """(data spec, split, held-out image paths, their training-scale MOS) recorded by a fold checkpoint."""
+def held_out_indices(checkpoint: Path):
+    """(the dataset, the checkpoint's recorded training extras, the indices of the photos it held out)."""
     from lmliqa.data import open_dataset
     from lmliqa.models.checkpoint import read_metadata
     from lmliqa.train.engine import resolve_split
@@ -32,6 +32,12 @@ def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
     _, test = resolve_split(SimpleNamespace(split=extra["split"], split_seed=extra["split_seed"]), ds)
     if not test:
         raise SystemExit(f"{checkpoint}: trained on split {extra['split']!r}, which holds nothing out")
+    return ds, extra, test
+
+
+def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
+    """(data spec, split, held-out image paths, their training-scale MOS) recorded by a fold checkpoint."""
+    ds, extra, test = held_out_indices(checkpoint)
     return extra["dataset"], extra["split"], [str(ds.records[i].path) for i in test], \
         np.array([ds.label.to_training(ds.records[i].mos) for i in test])
 

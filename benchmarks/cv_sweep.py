@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 from statistics import median
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -66,13 +65,12 @@ def train_args(row: dict, data: str, folds: int, fold: int | str, seed: int | st
 def run_one(spec: dict) -> dict:
     """Train one fold and score its held-out photos with each layout (the child process's work)."""
     import torch
+    from cv_accuracy import held_out_indices
 
     from lmliqa.cli import main as lmliqa_main
-    from lmliqa.data import open_dataset
     from lmliqa.evaluate import predict
     from lmliqa.metrics import iqa_metrics
-    from lmliqa.models.checkpoint import load_checkpoint, read_metadata
-    from lmliqa.train.engine import resolve_split
+    from lmliqa.models.checkpoint import load_checkpoint
 
     out = Path(spec["out"])
     t0 = time.perf_counter()
@@ -81,9 +79,7 @@ def run_one(spec: dict) -> dict:
         raise SystemExit(f"lmliqa train exited {rc}")
     train_s = time.perf_counter() - t0
     ckpt = out / "final.safetensors"
-    extra = read_metadata(ckpt)["extra"]
-    ds = open_dataset(extra["dataset"])
-    _, test = resolve_split(SimpleNamespace(split=extra["split"], split_seed=extra["split_seed"]), ds)
+    ds, _, test = held_out_indices(ckpt)
     model, _ = load_checkpoint(ckpt, map_location=spec["device"])
     base = model.config.contract
     mos = ds.label.to_training(np.array([ds.records[i].mos for i in test]))
