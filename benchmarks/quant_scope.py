@@ -5,6 +5,10 @@ read each result's validation against the torch program (SRCC(int8, fp32), mean 
     python benchmarks/quant_scope.py --models EXPORT_DIR --calib SPEC
         [--tools ort,nncf-onnx,nncf-openvino,litert,executorch]
         [--scopes "none;layernorm,softmax,gelu,residual_add;default;default,decoder"] [--json OUT]
+        [--bench CHECKPOINT [--threads N]]
+
+--bench also times every artifact made (batch 1, in one `lmliqa bench` run at the end, next to torch eager FP32
+of CHECKPOINT), so each scope's fidelity sits next to its latency; the artifacts are kept beside --json.
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ def main() -> None:
     ap.add_argument("--n-calib", type=int, default=32)
     ap.add_argument("--n-val", type=int, default=96)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--bench", metavar="CHECKPOINT", help="time each artifact (batch 1) next to this checkpoint")
+    ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    if args.bench and not args.json:
+        ap.error("--bench keeps the artifacts beside --json: give --json")
+    kept = Path(args.json).with_suffix("") if args.bench else None   # artifacts of every try, renamed per try
     rows = []
     for text in args.scopes.split(";"):
         for tool in args.tools.split(","):
@@ -46,6 +55,8 @@ def main() -> None:
             for artifact, v in res["details"].get("validation", {}).items():
                 row = {"scope": str(scope), "tool": tool, "artifact": artifact, "status": res["status"], **v,
                        "quantize_s": round(time.perf_counter() - t0, 1)}
+                if kept is not None:
+                    row["timed_as"] = _keep(Path(args.models) / artifact, kept, len(rows))
                 rows.append(row)
                 nan = float("nan")
                 print(f"{row['scope']:<55} {tool:<14} SRCC(int8,fp32) {v.get('srcc_vs_ref', nan):.4f}  mean|d| "
@@ -54,9 +65,35 @@ def main() -> None:
             if res["status"] not in ("ok", "partial"):
                 rows.append({"scope": str(scope), "tool": tool, "status": res["status"], "reason": res["reason"]})
                 print(f"{str(scope):<55} {tool:<14} {res['status']}: {res['reason']}", flush=True)
+    bench = None
+    if kept is not None:
+        from lmliqa.benchmarks.bench import format_table, run_bench
+
+        bench = run_bench(kept, args.bench, [1], threads=args.threads)
+        print(format_table(bench))
+        for row in rows:
+            timed = next((b for b in bench["rows"] if b["artifact"] == row.get("timed_as")), None)
+            if timed:
+                row.update(median_ms=timed["median_ms"], p95_ms=timed["p95_ms"],
+                           speedup_vs_torch_fp32=timed["speedup_vs_torch_fp32"])
     if args.json:
         Path(args.json).write_text(json.dumps({"provenance": provenance(), "models": args.models,
-                                               "calib": args.calib, "n_val": args.n_val, "rows": rows}, indent=2))
+                                               "calib": args.calib, "n_val": args.n_val, "rows": rows,
+                                               "bench": bench}, indent=2, default=str))
+
+
+def _keep(artifact: Path, folder: Path, i: int) -> str:
+    """A copy of ARTIFACT (a file, or OpenVINO's IR folder) in FOLDER named for try I; returns the name."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, _, suffix = artifact.name.partition(".")
+    dst = folder / (f"try{i}_{stem}" + (f".{suffix}" if suffix else ""))
+    if artifact.is_dir():
+        shutil.copytree(artifact, dst, dirs_exist_ok=True)
+    else:
+        shutil.copy2(artifact, dst)
+    return dst.name
 
 
 if __name__ == "__main__":

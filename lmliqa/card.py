@@ -262,7 +262,7 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
         lines += ["**Evaluated with --allow-overlap: the evaluation photos may include training photos.**", ""]
     lines += [f"Evaluation: `{body['data']['evaluation']['spec']}`, {parity['n_images']} photos; calibration: "
               f"`{body['data']['calibration']['spec']}`, {body['data']['calibration']['n_images']} photos; quantized "
-              f"with float scope `{','.join(quant['scope'])}`.", "",
+              f"with float scope `{','.join(quant['scope'])}`{_widened(quant)}.", "",
               "## Scores against torch FP32", "", "![scatter](report/scatter.png)", "",
               "## |d| per photo", "", "![abs diff](report/abs_diff.png)", "",
               "## Speed against fidelity", "", "![speed vs fidelity](report/speed_vs_fidelity.png)", "",
@@ -274,3 +274,10 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _widened(quant: dict) -> str:
+    """', widened to `S` for T (its artifact failed the gate with the default)' for each target that needed it."""
+    parts = [f"`{','.join(r['details']['scope'])}` for {r['target']}" for r in quant["results"]
+             if r.get("details", {}).get("scope_widened")]
+    return f", widened to {'; '.join(parts)} (the default scope's artifact failed its gate)" if parts else ""

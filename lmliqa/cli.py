@@ -465,11 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--val", help="data spec of the validation images (default: other images of --calib); photos the "
                                   "model was not trained on make its SRCC vs MOS an honest number")
     qu.add_argument("--formats", default=",".join(quantizable), help=f"targets (default: {','.join(quantizable)})")
-    qu.add_argument("--float-scope", default="default",
+    qu.add_argument("--float-scope",
                     help="categories kept in float, comma-separated: layernorm, softmax, gelu, residual_add, "
                          "attention_matmul and the network's regions (head, decoder, stem; CNNs: tokens, "
                          "first_stage, second_stage); 'default' = layernorm,softmax,gelu,residual_add,head,stem "
-                         "(+ first_stage for CNNs); 'none'")
+                         "(+ first_stage for CNNs); 'none'. Not given: the default, and for a target whose INT8 "
+                         "artifact fails its gate, the default + second_stage (CNNs), tried once more")
     qu.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
     qu.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")
     qu.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ import importlib.util
 import json
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from lmliqa.export import Status
 
 from lmliqa import targets as registry
 from lmliqa.fidelity import Fidelity, compare
-from lmliqa.scope import DEFAULT_SCOPE, FloatScope
+from lmliqa.scope import DEFAULT_SCOPE, WIDER_SCOPE, FloatScope
 from lmliqa.targets import Artifact, Precision, Stage, Target
 
 from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_sets, image_scores
@@ -64,6 +64,11 @@ class QuantResult:
                              + ("" if v.get("gate_pass", True) else " FAILS its gate"))
             else:
                 parts.append(f"{name}: {v.get('status', '')}")
+        for t in self.details.get("scope_widened", ()):
+            why = ", ".join(f"{n}: mean |d| {v['mean_abs']:.3f}, SRCC(q,fp32) {v['srcc_vs_ref']:.4f}"
+                            for n, v in t["validation"].items() if v.get("mean_abs") is not None)
+            parts.append(f"float scope {','.join(t['scope'])} failed the gate ({why}); kept in float now: "
+                         f"{','.join(self.details['scope'])}")
         return head + "".join(f"\n    {p}" for p in parts)
 
 
@@ -115,7 +120,7 @@ class QuantizeContext:
 
         scorer = load(path, threads=threads)
         got = image_scores(scorer.infer, self.val, self.contract)
-        return scorer, compare(self.reference, got, self.val.mos)
+        return scorer, compare(self.reference, got, self.val.mos, names=[n.rsplit("/", 1)[-1] for n in self.val.names])
 
 
 def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
@@ -139,6 +144,8 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
     from lmliqa.export._graph import program_runner
 
     program, metadata = _program(out, checkpoint)
+    # no scope chosen: the default, widened step by step for a target whose artifact fails its gate
+    wider = WIDER_SCOPE[metadata["encoder_kind"]] if scope is None else ()
     if not isinstance(scope, FloatScope):
         scope = FloatScope.parse(scope, default=DEFAULT_SCOPE[metadata["encoder_kind"]])
     parents = _parents(out, chosen, program, metadata, verbose)
@@ -158,7 +165,7 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
             continue
         ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, scope, out,
                               calib_set.record(calib), reference)
-        results.append(quantize_target(target, ctx, per_target[target.name], verbose))
+        results.append(quantize_target(target, ctx, per_target[target.name], verbose, wider))
     from lmliqa.provenance import provenance
 
     report = {"provenance": provenance(), "models": str(out),
@@ -173,20 +180,37 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
     return report
 
 
-def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any],
-                    verbose: bool = False) -> QuantResult:
+_TRY_KEYS = ("mean_abs", "max_abs", "srcc_vs_ref", "material_flip_rate", "gate", "gate_pass")
+
+
+def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any], verbose: bool = False,
+                    wider: tuple[str, ...] = ()) -> QuantResult:
+    """One target's INT8 artifacts, validated. WIDER: float-scope categories added one at a time while an artifact
+    fails its gate (each try overwrites the last; the failed tries are recorded under ``scope_widened``)."""
     if why := target.unavailable(Stage.QUANTIZE):
         return QuantResult(target.name, Status.UNAVAILABLE, why)
-    try:
-        res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
-        validation = {p.name: _validate(ctx, p) for p in res.paths}
-    except Exception as exc:
-        if verbose:
-            traceback.print_exc()
-        return QuantResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
+    tries: list[tuple[FloatScope, dict[str, Any]]] = []
+    for extra in (None, *wider):
+        if extra is not None:
+            ctx = replace(ctx, scope=ctx.scope.plus(extra))
+        try:
+            res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
+            validation = {p.name: _validate(ctx, p) for p in res.paths}
+        except Exception as exc:
+            if verbose:
+                traceback.print_exc()
+            return QuantResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
+        tries.append((ctx.scope, validation))
+        if all(v.get("gate_pass", True) for v in validation.values()):    # an unverified artifact cannot fail
+            break
+    details = {**res.info, "scope": list(ctx.scope.categories), "validation": validation}
+    if len(tries) > 1:
+        details["scope_widened"] = [
+            {"scope": list(scope.categories), "validation": {name: {k: v.get(k) for k in _TRY_KEYS}
+                                                            for name, v in val.items()}}
+            for scope, val in tries[:-1]]
     status = Status.PARTIAL if res.partial else Status.OK
-    return QuantResult(target.name, status, res.partial, [str(p) for p in res.paths],
-                       {**res.info, "validation": validation})
+    return QuantResult(target.name, status, res.partial, [str(p) for p in res.paths], details)
 
 
 def _validate(ctx: QuantizeContext, path: Path) -> dict[str, Any]:

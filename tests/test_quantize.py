@@ -263,3 +263,65 @@ def test_quantize_never_overwrites_a_parent_exported_with_other_options(livec_ru
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())     # nothing rewritten
     int8 = load(tmp_path / "mobile_int8_openvino", precision="int8+bf16")
     assert int8.metadata["reduced_precision"]["keep_f32_scope"] == "stem" and int8.detail.endswith("(stem)")
+
+
+def _fake_target(tmp_path, tries):
+    """A quantizable target whose artifact records the float scope it was made with (no runtime: _validate is
+    replaced by the caller)."""
+    from types import SimpleNamespace
+
+    from lmliqa.quantize import QuantOutput
+
+    from lmliqa.targets import Precision, Target
+
+    def quantize(ctx):
+        tries.append(ctx.scope)
+        path = tmp_path / "m_int8.fake"
+        path.write_text(str(ctx.scope))
+        return QuantOutput([path], {"tool": "fake"})
+
+    return Target("fake", "Fake", "fake", "CPU", (".fake",), (Precision.FP32, Precision.INT8), "x",
+                  quantize_module=SimpleNamespace(quantize=quantize))
+
+
+def _gate_needs(category):
+    """A _validate stand-in: the artifact passes its gate only when its scope keeps CATEGORY in float."""
+    def validate(ctx, path):
+        ok = category in ctx.scope.categories
+        assert path.read_text() == str(ctx.scope)          # it validates the artifact of this try
+        return {"mean_abs": 0.4 if ok else 1.05, "max_abs": 2.7 if ok else 7.5, "srcc_vs_ref": 0.999 if ok else 0.995,
+                "material_flip_rate": 0.001, "gate": "SRCC >= 0.99, mean <= 1.0", "gate_pass": ok}
+    return validate
+
+
+def test_an_int8_artifact_failing_its_gate_is_made_again_with_the_wider_scope(tmp_path, monkeypatch):
+    """No scope chosen: a target whose INT8 artifact fails its gate is quantized again with WIDER_SCOPE's next
+    category kept float; the failed try is recorded with its numbers, and the artifact left is the passing one."""
+    import lmliqa.quantize as q
+
+    from lmliqa.scope import DEFAULT_SCOPE, WIDER_SCOPE, FloatScope
+
+    tries = []
+    target = _fake_target(tmp_path, tries)
+    ctx = q.QuantizeContext(None, None, {}, None, None, FloatScope(DEFAULT_SCOPE["cnn"]), tmp_path, {}, np.zeros(2))
+
+    monkeypatch.setattr(q, "_validate", _gate_needs("second_stage"))
+    res = q.quantize_target(target, ctx, {}, wider=WIDER_SCOPE["cnn"])
+    assert [s.categories for s in tries] == [DEFAULT_SCOPE["cnn"], DEFAULT_SCOPE["cnn"] + ("second_stage",)]
+    assert res.details["scope"] == [*DEFAULT_SCOPE["cnn"], "second_stage"]
+    assert res.details["validation"]["m_int8.fake"]["gate_pass"]
+    (failed,) = res.details["scope_widened"]
+    assert failed["scope"] == list(DEFAULT_SCOPE["cnn"]) and failed["validation"]["m_int8.fake"]["mean_abs"] == 1.05
+    assert (tmp_path / "m_int8.fake").read_text().endswith("second_stage")
+    assert "failed the gate (m_int8.fake: mean |d| 1.050" in res.line()
+
+    # passing at once: one try, nothing recorded; a chosen scope (no WIDER) that fails: one try, left failing
+    tries.clear()
+    monkeypatch.setattr(q, "_validate", _gate_needs("first_stage"))
+    res = q.quantize_target(target, ctx, {}, wider=WIDER_SCOPE["cnn"])
+    assert len(tries) == 1 and "scope_widened" not in res.details
+    tries.clear()
+    monkeypatch.setattr(q, "_validate", _gate_needs("second_stage"))
+    res = q.quantize_target(target, ctx, {})
+    assert len(tries) == 1 and not res.details["validation"]["m_int8.fake"]["gate_pass"]
+    assert "FAILS its gate" in res.line() and "scope_widened" not in res.details
