@@ -8,7 +8,8 @@ read each result's validation against the torch program (SRCC(int8, fp32), mean 
         [--bench CHECKPOINT [--threads N]]
 
 --bench also times every artifact made (batch 1, in one `lmliqa bench` run at the end, next to torch eager FP32
-of CHECKPOINT), so each scope's fidelity sits next to its latency; the artifacts are kept beside --json.
+of CHECKPOINT), so each scope's fidelity sits next to its latency; each try's artifacts are kept in
+MODELS/scope_tries/.
 """
 
 from __future__ import annotations
@@ -40,9 +41,7 @@ def main() -> None:
     ap.add_argument("--bench", metavar="CHECKPOINT", help="time each artifact (batch 1) next to this checkpoint")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
-    if args.bench and not args.json:
-        ap.error("--bench keeps the artifacts beside --json: give --json")
-    kept = Path(args.json).with_suffix("") if args.bench else None   # artifacts of every try, renamed per try
+    kept = Path(args.models) / "scope_tries" if args.bench else None   # artifacts of every try, renamed per try
     rows = []
     for text in args.scopes.split(";"):
         for tool in args.tools.split(","):

@@ -61,8 +61,8 @@ DEFAULT_SCOPE = {"cnn": ("layernorm", "softmax", "gelu", "residual_add", "head",
 # added to the default scope one category at a time when a target's INT8 artifact fails its validation gate and no
 # scope was chosen (lmliqa.quantize.quantize_target): MobileNetV2's second stage (the 112 -> 56 expansion block) is
 # where per-tensor int8 activations lose heavily blurred photos. Measured on the PLCC+ranking recipe's default
-# model calibrated on the synthetic set (benchmarks/pt2e_scope.py, README "Quantization"): PT2E mean |d| 1.05 -> 0.40
-# (LiteRT), 1.07 -> 0.44 (ExecuTorch), for +63 % / +22 % latency, so it is a fallback, not the default.
+# model calibrated on the synthetic set (benchmarks/quant_scope.py --bench, README "Quantization"): PT2E mean |d|
+# 1.05 -> 0.40 (LiteRT), 1.07 -> 0.44 (ExecuTorch), for +21 % / +22 % latency, so it is a fallback, not the default.
 WIDER_SCOPE = {"cnn": ("second_stage",), "vit": ()}
 # kept in f32 when a float artifact runs in bf16/fp16 (OpenVINO's CPU bf16): the pixel-facing layers, where
 # MobileNetV2 and EfficientNet-Lite0 lose most of their bf16 accuracy. A ViT has only its patch embedding
