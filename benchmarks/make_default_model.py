@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
     args = ap.parse_args(argv)
+    from lmliqa.provenance import provenance
+
+    provenance()        # fixes the commit now: the release below writes into the (tracked) package folder
 
     src = Path(args.checkpoint)
     half = fp16_checkpoint(src, src.with_name(f"{args.name}.safetensors"))
