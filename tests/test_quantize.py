@@ -38,6 +38,10 @@ def test_quantize_statuses(quantized):
     for t in ("openvino", "onnx", "litert", "executorch"):
         (v,) = res[t]["details"]["validation"].values()
         assert v["gate_pass"] and v["srcc_vs_ref"] >= 0.99 and v["n"] == 48, (t, v)
+        # a target that failed with the default scope was made again with the second stage float, and says so
+        for tried in res[t]["details"].get("scope_widened", ()):
+            assert tried["scope"] == saved["scope"] and res[t]["details"]["scope"] == [*saved["scope"], "second_stage"]
+            assert not any(x["gate_pass"] for x in tried["validation"].values()), (t, tried)
 
 
 @pytest.mark.parametrize("artifact", ["mobile_int8_openvino", "mobile_int8.onnx", "mobile_int8.tflite",
