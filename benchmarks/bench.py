@@ -31,13 +31,28 @@ import numpy as np
 from lmliqa.targets import Support, Target
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak resident memory in MiB. On Linux VmHWM, which starts again at exec: ru_maxrss would
+    also count the parent's resident memory at the fork (the kernel carries it over exec), so every row spawned
+    by a large parent would report at least the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024     # bytes on macOS, KiB on Linux
+
+
 def measure_one(path: str, runtime_module: str, precision: str | None, batches: list[int], threads: int | None,
                 image: str, warmup: int, iters: int, min_time: float) -> dict[str, Any]:
     """Runs in the child process: load (with the target's runtime module, by its import path), warm up, time;
     returns one dict per batch size."""
 
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = peak_rss_mib()
     t0 = time.perf_counter()
     scorer = _load_scorer(path, runtime_module, precision, threads, compile_mode=None)
     load_s = time.perf_counter() - t0
@@ -54,11 +69,10 @@ def measure_one(path: str, runtime_module: str, precision: str | None, batches: 
         rows.append({"batch": b, "crops_per_call": int(len(x)), "n_calls": len(times),
                      "median_ms": med * 1e3, "p95_ms": float(np.percentile(times, 95)) * 1e3,
                      "images_per_s": b / med, "crops_per_s": len(x) / med})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"precision": scorer.precision.value, "precision_detail": scorer.detail, "load_s": load_s,
             "preprocess_ms_per_image": pre_ms,
-            "threads": threads or os.cpu_count(), "peak_rss_mib": peak / 1024,
-            "rss_before_load_mib": rss0 / 1024, "rows": rows}
+            "threads": threads or os.cpu_count(), "peak_rss_mib": peak_rss_mib(),
+            "rss_before_load_mib": rss0, "rows": rows}
 
 
 def _timed(call, warmup: int, min_calls: int, min_time: float, max_calls: int | None = None) -> list[float]:
@@ -382,7 +396,7 @@ def _child(job: dict[str, Any]) -> None:
         res = measure_one(job["path"], job["runtime_module"], job["precision"], job["batches"], job["threads"],
                           job["image"], job["warmup"], job["iters"], job["min_time"])
     else:
-        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss0 = peak_rss_mib()
         t0 = time.perf_counter()
         scorer = _load_scorer(job["path"], job["runtime_module"], job["precision"], job["threads"], job.get("compile"))
         load_s = time.perf_counter() - t0
@@ -391,8 +405,8 @@ def _child(job: dict[str, Any]) -> None:
         else:
             res = measure_folder(scorer, job["images"], job["batch"], job.get("workers"), job["min_time"])
         res.update(precision=scorer.precision.value, precision_detail=scorer.detail, load_s=load_s,
-                   threads=job["threads"] or os.cpu_count(), rss_before_load_mib=rss0 / 1024,
-                   peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                   threads=job["threads"] or os.cpu_count(), rss_before_load_mib=rss0,
+                   peak_rss_mib=peak_rss_mib())
     print(json.dumps(res))
 
 

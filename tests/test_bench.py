@@ -42,3 +42,16 @@ def test_folder_rows_score_every_photo_next_to_the_ceiling():
     assert rep["n_images"] == 8 and len(rep["rows"]) == 2
     for row in rep["rows"]:
         assert row["scored"] == 8 and 0 < row["fraction_of_ceiling"] < 2
+
+
+def test_a_bench_row_reports_its_own_peak_memory_not_its_parents():
+    """Each bench row runs in a fresh process; its peak RSS must not include the (here 400 MiB) parent's."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 2**20)
+    ballast[::4096] = b"\1" * len(ballast[::4096])            # touch every page: resident in this process
+    code = "from lmliqa.benchmarks.bench import peak_rss_mib; print(peak_rss_mib())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 5 < child < 300, child                             # imports numpy and lmliqa: tens of MiB, not 400+
+    assert len(ballast) == 400 * 2**20
