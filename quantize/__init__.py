@@ -120,7 +120,7 @@ class QuantizeContext:
 
         scorer = load(path, threads=threads)
         got = image_scores(scorer.infer, self.val, self.contract)
-        return scorer, compare(self.reference, got, self.val.mos, names=[n.rsplit("/", 1)[-1] for n in self.val.names])
+        return scorer, compare(self.reference, got, self.val.mos, names=self.val.file_names)
 
 
 def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
@@ -173,7 +173,7 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
               "model": metadata["model"], "scope": list(scope.categories), "calibration": calib_set.record(calib),
               "validation": {"spec": val or calib, "n_images": len(val_set.names),
                              "reference": "the torch.export program",
-                             "images": [n.rsplit("/", 1)[-1] for n in val_set.names]},
+                             "images": val_set.file_names},
               "options": {k: v for k, v in options.items() if v not in (None, False)},
               "wall_s": round(time.perf_counter() - t0, 1), "results": [r.to_dict() for r in results]}
     (out / "quantization.json").write_text(json.dumps(report, indent=2, default=str))

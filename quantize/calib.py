@@ -28,6 +28,11 @@ class ImageSet:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
+    def file_names(self) -> list[str]:
+        """The images' file names (what reports list)."""
+        return [n.rsplit("/", 1)[-1] for n in self.names]
+
+    @property
     def n_crops(self) -> int:
         return int(sum(len(c) for c in self.crops))
 
@@ -43,7 +48,7 @@ class ImageSet:
 
     def record(self, spec: str) -> dict[str, Any]:
         return {"spec": spec, "n_images": len(self.names), "n_crops": self.n_crops, "sha256": self.sha256(),
-                "images": [n.rsplit("/", 1)[-1] for n in self.names]}
+                "images": self.file_names}
 
 
 def evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
