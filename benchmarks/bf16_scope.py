@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lmliqa.export import export_checkpoint
-from lmliqa.runtimes import load
 from scipy import stats
 
 from lmliqa.data import open_dataset
+from lmliqa.export import export_checkpoint
+from lmliqa.runtimes import load
 
 DEFAULT_SCOPES = "none;stem;default;default,head;default,decoder"
 
@@ -49,7 +49,7 @@ def main() -> None:
     ds = open_dataset(args.data)
     records = ds.records[:args.limit] if args.limit else ds.records
     names = [str(r.path) for r in records]
-    torch_ref = load(args.checkpoint, backend="torch")
+    torch_ref = load(args.checkpoint, target="torch")
     ref_results = list(torch_ref.score_many(names))
     keep = [i for i, r in enumerate(ref_results) if r.ok]
     names = [names[i] for i in keep]
@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(args.scopes.split(";")):
             (res,) = export_checkpoint(args.checkpoint, ["openvino"], Path(tmp) / f"s{i}", keep_f32=text)
-            if not res.ok:
+            if not res.outcome.wrote:
                 rows.append({"scope": text, "status": res.status})
                 print(f"{text:<28} {res.status}", flush=True)
                 continue

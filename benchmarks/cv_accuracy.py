@@ -11,43 +11,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
-
-def fold_checkpoint(run: str | Path) -> Path:
-    """A fold run folder's final.safetensors, or RUN itself when it is a checkpoint file."""
-    return Path(run) / "final.safetensors" if Path(run).is_dir() else Path(run)
-
-
-def held_out_indices(checkpoint: Path):
-    """(the dataset, the checkpoint's recorded training extras, the indices of the photos it held out)."""
-    from lmliqa.data import open_dataset
-    from lmliqa.models.checkpoint import read_metadata
-    from lmliqa.train.engine import resolve_split
-
-    extra = read_metadata(checkpoint)["extra"]
-    ds = open_dataset(extra["dataset"])
-    _, test = resolve_split(SimpleNamespace(split=extra["split"], split_seed=extra["split_seed"]), ds)
-    if not test:
-        raise SystemExit(f"{checkpoint}: trained on split {extra['split']!r}, which holds nothing out")
-    return ds, extra, test
-
-
-def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
-    """(data spec, split, held-out image paths, their training-scale MOS) recorded by a fold checkpoint."""
-    ds, extra, test = held_out_indices(checkpoint)
-    return extra["dataset"], extra["split"], [str(ds.records[i].path) for i in test], \
-        np.array([ds.label.to_training(ds.records[i].mos) for i in test])
+from lmliqa.train.evaluate import fold_checkpoint, held_out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lmliqa.runtimes import load
-
     from lmliqa.manifest import sha256_file
     from lmliqa.metrics import bootstrap_ci, iqa_metrics
     from lmliqa.provenance import provenance
+    from lmliqa.runtimes import load
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, help="fold run folders (final.safetensors) or checkpoints")
@@ -63,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         if seen & set(names):
             raise SystemExit(f"{ckpt}: its held-out photos overlap another fold's; pass folds of one partition")
         seen |= set(names)
-        scorer = load(ckpt, backend="torch")
+        scorer = load(ckpt, target="torch")
         got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(names)])
         ok = ~np.isnan(got)
         m = iqa_metrics(got[ok], y[ok])

@@ -65,12 +65,11 @@ def train_args(row: dict, data: str, folds: int, fold: int | str, seed: int | st
 def run_one(spec: dict) -> dict:
     """Train one fold and score its held-out photos with each layout (the child process's work)."""
     import torch
-    from cv_accuracy import held_out_indices
 
     from lmliqa.cli import main as lmliqa_main
-    from lmliqa.evaluate import predict
     from lmliqa.metrics import iqa_metrics
     from lmliqa.models.checkpoint import load_checkpoint
+    from lmliqa.train.evaluate import held_out_indices, predict
 
     out = Path(spec["out"])
     t0 = time.perf_counter()

@@ -1,5 +1,5 @@
 """How much of the network ExecuTorch's XNNPACK delegate runs, and what it costs: the FP32 program lowered with the
-whole-graph partitioner (what `lmliqa export --formats executorch` does) against ``per_op_mode=True`` (one
+whole-graph partitioner (what `lmliqa export --targets executorch` does) against ``per_op_mode=True`` (one
 delegate per op: the only mode that lowered this network before its shared token projection was called once),
 and the bare backbone (the CNN alone) for the floor; timed in interleaved rounds of one run.
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from lmliqa.export._graph import example_input, export_program, load_for_export
 from lmliqa.export.executorch import delegation_report
-
 from lmliqa.provenance import provenance
 
 

@@ -14,12 +14,12 @@ import time
 
 import torch
 
-from lmliqa.config import PRESETS
+from lmliqa import presets
 from lmliqa.models.network import build_model, gmacs_per_crop
 
 
 def measure(preset: str, batch: int, warmup: int = 2, iters: int = 8) -> dict:
-    cfg = PRESETS[preset]
+    cfg = presets.get(preset).config
     model = build_model(cfg, pretrained="none").eval()
     s = cfg.contract.crop_size
     x = torch.rand(batch, 3, s, s) * 255
@@ -38,7 +38,7 @@ def measure(preset: str, batch: int, warmup: int = 2, iters: int = 8) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--presets", default=",".join(presets.names()))
     ap.add_argument("--batch", default="1,8")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", action="store_true")

@@ -19,15 +19,15 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cv_accuracy import fold_checkpoint, held_out
-    from lmliqa.benchmarks.bench import measure_camera
-    from lmliqa.runtimes import load
     from PIL import Image
 
+    from lmliqa.bench.measure import measure_camera
     from lmliqa.contract import LAYOUTS
     from lmliqa.manifest import sha256_file
     from lmliqa.metrics import bootstrap_ci, iqa_metrics
     from lmliqa.provenance import provenance
+    from lmliqa.runtimes import load
+    from lmliqa.train.evaluate import fold_checkpoint, held_out
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", nargs="+", required=True, help="fold run folders (final.safetensors) of one partition")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpts = {r: fold_checkpoint(r) for r in args.runs}
     folds = [held_out(ckpts[r]) + (r,) for r in args.runs]
-    scorers = {r: load(ckpts[r], backend="torch", threads=args.threads) for r in args.runs}
+    scorers = {r: load(ckpts[r], target="torch", threads=args.threads) for r in args.runs}
     base = {r: s.contract for r, s in scorers.items()}
     frame = args.image or folds[0][2][0]
     artifact = load(args.artifact, threads=args.threads)
@@ -84,5 +84,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

@@ -1,5 +1,5 @@
 """Choose LiteRT's INT8 tool by measurement: litert-torch's PT2E quantizer on the torch program (what `lmliqa
-quantize --formats litert` ships; with the default float scope, without its first stage, and with none) against
+quantize --targets litert` ships; with the default float scope, without its first stage, and with none) against
 ai-edge-quantizer's static int8 on the FP32 .tflite (Conv, depthwise Conv and FC only: it selects ops by TFLite
 tensor-name regexes, so the module-path float scope cannot be expressed). Each is scored on validation photos
 against the torch program (SRCC, mean / max |d|, rank flips, SRCC vs MOS) and timed at one image's crops per call,
@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from lmliqa.contract import PreprocessContract
 from lmliqa.export._graph import load_program, program_runner
 from lmliqa.export.litert import torch2litert, write_metadata
+from lmliqa.fidelity import compare
+from lmliqa.provenance import provenance
 from lmliqa.quantize._pt2e import keep_float, quantize_program, strip_annotations
 from lmliqa.quantize.calib import image_scores, load_images
 from lmliqa.runtimes import load
-
-from lmliqa.contract import PreprocessContract
-from lmliqa.fidelity import compare
-from lmliqa.provenance import provenance
 from lmliqa.scope import FloatScope
 
 

@@ -28,21 +28,18 @@ OUT = Path(__file__).resolve().parents[1] / "lmliqa" / "default_model" / "releas
 
 def fp16_checkpoint(src: Path, dst: Path) -> Path:
     """SRC's weights stored as fp16, its metadata kept, plus the training photos' sha256 and the source's sha256."""
-    from types import SimpleNamespace
-
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from lmliqa.data import open_dataset
+    from lmliqa.data import open_dataset, resolve_split
     from lmliqa.manifest import sha256_file
     from lmliqa.models.checkpoint import META_KEY
-    from lmliqa.train.engine import resolve_split
 
     with safe_open(str(src), framework="pt") as f:
         meta = json.loads(f.metadata()[META_KEY])
     extra = meta["extra"]
     ds = open_dataset(extra["dataset"])
-    train, _ = resolve_split(SimpleNamespace(split=extra["split"], split_seed=extra["split_seed"]), ds)
+    train, _ = resolve_split(extra["split"], ds, seed=extra["split_seed"])
     extra["train_images_sha256"] = sorted(sha256_file(ds.records[i].path) for i in train)
     extra["weights_stored"] = {"dtype": "fp16", "rounded_from_sha256": sha256_file(src)}
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}

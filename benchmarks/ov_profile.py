@@ -48,12 +48,12 @@ def precision_of(exec_type: str) -> str:
 
 def profile(path: str, threads: int | None, iters: int, image: str | None) -> dict:
     import openvino as ov
+
     from lmliqa.runtimes import load
     from lmliqa.runtimes.openvino import HINTS
-
     from lmliqa.targets import Precision
 
-    scorer = load(path, backend="openvino", threads=threads)
+    scorer = load(path, target="openvino", threads=threads)
     crops = scorer.contract.eval_crops(image) if image else \
         np.random.default_rng(0).uniform(0, 255, (scorer.contract.n_eval_crops, 3, scorer.contract.crop_size,
                                                    scorer.contract.crop_size)).astype(np.float32)

@@ -19,9 +19,8 @@ import json
 import time
 from pathlib import Path
 
-from lmliqa.quantize import quantize_models
-
 from lmliqa.provenance import provenance
+from lmliqa.quantize import quantize_models
 
 DEFAULT_SCOPES = "none;layernorm,softmax,gelu,residual_add;default;default,tokens;default,decoder"
 # tool -> (target, target options)
@@ -49,24 +48,26 @@ def main() -> None:
             t0 = time.perf_counter()
             report = quantize_models(args.models, [target], calib=args.calib, scope=text, n_calib=args.n_calib,
                                      n_val=args.n_val, **options)
-            (res,) = report["results"]
-            scope = ",".join(report["scope"]) or "none"      # "default" resolved for this network
-            for artifact, v in res["details"].get("validation", {}).items():
-                row = {"scope": str(scope), "tool": tool, "artifact": artifact, "status": res["status"], **v,
+            scope = str(report.scope)      # "default" resolved for this network
+            for res in report.results:
+                if not res.artifact:        # the target made no artifact (or not all of them): why
+                    rows.append({"scope": scope, "tool": tool, "status": res.status, "reason": res.reason})
+                    print(f"{scope:<55} {tool:<14} {res.status}", flush=True)
+                    continue
+                v = res.fidelity.to_dict() if res.fidelity else {}
+                row = {"scope": scope, "tool": tool, "artifact": res.artifact, "status": res.status, **v,
+                       "gate": str(res.gate), "gate_pass": res.gate_pass,
                        "quantize_s": round(time.perf_counter() - t0, 1)}
                 if kept is not None:
-                    row["timed_as"] = _keep(Path(args.models) / artifact, kept, len(rows))
+                    row["timed_as"] = _keep(Path(args.models) / res.artifact, kept, len(rows))
                 rows.append(row)
                 nan = float("nan")
                 print(f"{row['scope']:<55} {tool:<14} SRCC(int8,fp32) {v.get('srcc_vs_ref', nan):.4f}  mean|d| "
                       f"{v.get('mean_abs', nan):.3f}  max|d| {v.get('max_abs', nan):.3f}  SRCC vs MOS "
                       f"{v.get('srcc_vs_mos') or nan:.4f} (fp32 {v.get('srcc_vs_mos_ref') or nan:.4f})", flush=True)
-            if res["status"] not in ("ok", "partial"):
-                rows.append({"scope": str(scope), "tool": tool, "status": res["status"], "reason": res["reason"]})
-                print(f"{str(scope):<55} {tool:<14} {res['status']}: {res['reason']}", flush=True)
     bench = None
     if kept is not None:
-        from lmliqa.benchmarks.bench import format_table, run_bench
+        from lmliqa.bench import format_table, run_bench
 
         bench = run_bench(kept, args.bench, [1], threads=args.threads)
         print(format_table(bench))

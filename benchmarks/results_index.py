@@ -20,8 +20,8 @@ REQUIRED = ("command", "commit", "versions", "machine")
 
 
 def record(path: Path) -> dict[str, Any]:
-    """What PATH says of where it came from (a .md report: its .json twin's record)."""
-    src = path.with_suffix(".json") if path.suffix == ".md" else path
+    """What PATH says of where it came from (a .md report or a .png figure: its .json twin's record)."""
+    src = path.with_suffix(".json") if path.suffix in (".md", ".png") else path
     prov = None
     if src.exists():
         try:

@@ -12,11 +12,10 @@ import argparse
 import csv
 from pathlib import Path
 
-from lmliqa.data import open_dataset
+from lmliqa.data import open_dataset, resolve_split
 from lmliqa.data.base import link_or_copy
 from lmliqa.models.checkpoint import read_metadata
 from lmliqa.train.config import resolve_config
-from lmliqa.train.engine import resolve_split
 
 
 def write_folder(ds, indices: list[int], out: Path) -> Path:
@@ -43,7 +42,7 @@ def main() -> None:
                          if extra["dataset_name"] == "folder" else extra["dataset"], split=extra["split"],
                          split_seed=extra["split_seed"])
     ds = open_dataset(cfg.data)
-    train, test = resolve_split(cfg, ds)
+    train, test = resolve_split(cfg.split, ds, seed=cfg.split_seed)
     for name, idx in (("train", train), ("test", test)):
         folder = write_folder(ds, idx, Path(args.out) / name)
         print(f"{name}: {len(idx)} images -> folder:{folder}")

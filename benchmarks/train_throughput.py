@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from lmliqa.config import PRESETS
+from lmliqa import presets
 from lmliqa.models.network import ConvTokens, build_model
 from lmliqa.train.config import TrainConfig
 from lmliqa.train.engine import Dist, amp_context, compute_losses, optimizer_step, param_groups
@@ -30,7 +30,7 @@ def measure(preset: str, device: str, amp: str, images: int, crops: int, steps: 
     cfg = TrainConfig(preset=preset, device=device, amp=amp, images_per_step=images, crops_per_image=crops,
                       lml_weight=lml_weight, channels_last=channels_last)
     dev = torch.device(device)
-    net = build_model(PRESETS[preset], pretrained="none")
+    net = build_model(presets.get(preset).config, pretrained="none")
     student = LMLModel(net).to(dev)
     cl = channels_last == "on" or (channels_last == "auto" and isinstance(net.encoder, ConvTokens))
     if cl:

@@ -3,51 +3,24 @@
 Every target starts from the same torch.export program of the inference network (pixels in, one score per
 crop out, dynamic batch), saved beside the artifacts as ``M.pt2`` (quantization starts from it and from the
 FP32 parents), and every artifact carries the same metadata: the preprocessing contract, model and backbone,
-the network's float-scope regions, label scale and direction, lmliqa version, the source checkpoint's sha256
-and the tools' versions. A target's own code lives in ``export/<target>.py`` (``export(ctx, **options)``).
+the network's float-scope regions and scopes, label scale and direction, lmliqa version, the source checkpoint's
+sha256 and the tools' versions. A target's own code lives in ``export/<target>.py`` (``export(ctx, **options)``);
+each target's outcome is a :class:`lmliqa.stages.StageResult`.
 """
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from lmliqa import targets as registry
-from lmliqa.targets import Stage, Target
+from lmliqa.errors import ExportError, TargetError, first_line
+from lmliqa.stages import Outcome, StageResult, Step
+from lmliqa.targets import Precision, Stage, Target
 
-from ._graph import PROGRAM_SUFFIX, ExportError
-
-
-class Status(str, Enum):
-    OK = "ok"
-    PARTIAL = "partial"            # some files written, the rest needs what this machine lacks
-    UNAVAILABLE = "unavailable"    # the target's tools are not installed here
-    FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass
-class ExportResult:
-    target: str
-    status: Status
-    reason: str = ""
-    paths: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.OK
-
-    def line(self) -> str:
-        return f"{self.target:<10} {self.status}" + (f": {self.reason}" if self.reason else "") + \
-            (f"  -> {', '.join(self.paths)}" if self.paths else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "status": self.status.value, "reason": self.reason, "paths": self.paths}
+from ._graph import PROGRAM_SUFFIX
 
 
 class PartialExport(Exception):
@@ -84,18 +57,18 @@ class ExportContext:
         return self.out / name.format(m=self.model_name)
 
 
-def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target], out: str | Path,
-                      verbose: bool = False, layout: str | None = None, **options: Any) -> list[ExportResult]:
+def export_checkpoint(checkpoint: str | Path, targets: list[str] | list[Target], out: str | Path,
+                      verbose: bool = False, layout: str | None = None, **options: Any) -> list[StageResult]:
     """Export one checkpoint for each target under OUT; one target failing never stops the others. LAYOUT: an
     evaluation layout (lmliqa.contract.LAYOUTS) the artifacts' contract records instead of the checkpoint's.
     OPTIONS: target-specific export options (lmliqa.targets.Option names, e.g. keep_f32='none'); an option that
     belongs to none of the chosen targets is an error."""
     from ._graph import export_program, load_for_export, save_program
 
-    chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
+    chosen = [t if isinstance(t, Target) else registry.get(t) for t in targets]
     bad = [t.name for t in chosen if t.export_module is None]
     if bad:
-        raise ValueError(f"{bad} cannot be exported; choose from {registry.names(Stage.EXPORT)}")
+        raise TargetError(f"{bad} cannot be exported; choose from {registry.names(Stage.EXPORT)}")
     per_target = registry.check_options(chosen, Stage.EXPORT, options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,23 +83,28 @@ def export_checkpoint(checkpoint: str | Path, formats: list[str] | list[Target],
     return [export_target(t, ctx, per_target[t.name], verbose) for t in chosen]
 
 
-def export_target(target: Target, ctx: ExportContext, options: dict[str, Any], verbose: bool = False) -> ExportResult:
+def export_target(target: Target, ctx: ExportContext, options: dict[str, Any], verbose: bool = False) -> StageResult:
+    """One target's artifacts from the program: OK, PARTIAL (some files; the rest needs what is missing here),
+    UNAVAILABLE (its tools are not installed) or FAILED, with the reason and the paths written."""
+    def result(outcome: Outcome, reason: str = "", paths=()) -> StageResult:
+        return StageResult(Step.EXPORT, target.name, outcome, reason, precision=Precision.FP32,
+                           paths=[str(p) for p in paths])
+
     if why := target.unavailable(Stage.EXPORT):
-        return ExportResult(target.name, Status.UNAVAILABLE, why)
+        return result(Outcome.UNAVAILABLE, why)
     try:
         paths = target.stage(Stage.EXPORT).export(ctx, **options)
     except PartialExport as exc:
         ctx.produced[target.name] = list(exc.paths)
-        return ExportResult(target.name, Status.PARTIAL, str(exc), [str(p) for p in exc.paths])
+        return result(Outcome.PARTIAL, str(exc), exc.paths)
     except ImportError as exc:
-        return ExportResult(target.name, Status.UNAVAILABLE, str(exc))
+        return result(Outcome.UNAVAILABLE, str(exc))
     except Exception as exc:  # one target failing must not stop the others
         if verbose:
             traceback.print_exc()
-        return ExportResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
+        return result(Outcome.FAILED, f"{type(exc).__name__}: {first_line(exc)}"[:400])
     ctx.produced[target.name] = list(paths)
-    return ExportResult(target.name, Status.OK, "", [str(p) for p in paths])
+    return result(Outcome.OK, "", paths)
 
 
-__all__ = ["ExportContext", "ExportError", "ExportResult", "PartialExport", "Status", "export_checkpoint",
-           "export_target"]
+__all__ = ["ExportContext", "ExportError", "PartialExport", "export_checkpoint", "export_target"]

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from lmliqa import __version__
+from lmliqa.errors import ExportError, ScopeError
 from lmliqa.manifest import sha256_file
 from lmliqa.models.checkpoint import load_checkpoint
 from lmliqa.models.network import QualityNet
-from lmliqa.scope import FloatScope, ScopeError, under
+from lmliqa.scope import FloatScope, under
 from lmliqa.targets import tool_versions
 
 INPUT_NAME = "pixels"
@@ -21,10 +22,13 @@ OUTPUT_NAME = "score"
 MAX_BATCH = 256
 EXAMPLE_BATCH = 2  # >= 2: with 1, torch.export specialises the batch dimension to 1
 PROGRAM_SUFFIX = ".pt2"
-
-
-class ExportError(RuntimeError):
-    """An export step failed; the message says which and why."""
+# lmliqa.scope's op categories in the program's own vocabulary: the aten op a node was exported from (which also
+# catches a decomposed op's pieces, e.g. GELU's Div/Erf/Add/Mul in ONNX); read by the PT2E quantizers and the ONNX
+# node filter
+ATEN_OPS: dict[str, tuple[str, ...]] = {
+    "layernorm": ("layer_norm",), "softmax": ("softmax",), "gelu": ("gelu",), "residual_add": ("add",),
+    "attention_matmul": ("scaled_dot_product_attention",),
+}
 
 
 def load_for_export(checkpoint: str | Path) -> tuple[QualityNet, dict[str, Any]]:
@@ -42,6 +46,7 @@ def artifact_metadata(model: QualityNet, ckpt_meta: dict[str, Any], checkpoint: 
         "backbone": cfg.backbone,
         "encoder_kind": model.encoder.kind,
         "regions": {k: list(v) for k, v in model.regions.items()},
+        "float_scopes": model.backbone_entry.scopes(),
         "contract": cfg.contract.to_dict(),
         "score": cfg.score.to_dict(),
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, cfg.contract.crop_size, cfg.contract.crop_size],

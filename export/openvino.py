@@ -6,8 +6,8 @@ EfficientNet-Lite0 lose most of their bf16 accuracy (measured: README, "bf16 and
 are OpenVINO's own precision attribute (``DisablePrecisionConversion``, which the CPU plugin honours for bf16
 and ``ConvertPrecision`` for f16) in each kept layer's rt_info; an f32 run ignores them.
 
-This file also translates a float scope into OpenVINO op names (``openvino_ops``), for the keep-f32 marks here
-and for NNCF's ignored scope in quantize/openvino.py.
+This file also translates a float scope into OpenVINO op names (``OPENVINO_OPS``, ``openvino_ops``), for the
+keep-f32 marks here and for NNCF's ignored scope in quantize/openvino.py.
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from lmliqa.runtimes.openvino import KEEP_F32_ATTRIBUTE
 
-from lmliqa.scope import REDUCED_PRECISION_SCOPE, FloatScope
+from lmliqa.runtimes.openvino import KEEP_F32_ATTRIBUTE
+from lmliqa.scope import FloatScope
 
 from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, metadata_json, nodes_under, scope_prefixes
 
 KEEP_F32_VALUE = "dynamic:bf16,f16"                 # from any type, never to bf16 or f16
 OV_CONVS = ("Convolution", "GroupConvolution")
+# lmliqa.scope's op categories as OpenVINO op types
+OPENVINO_OPS: dict[str, tuple[str, ...]] = {
+    "layernorm": ("MVN",), "softmax": ("Softmax", "SoftMax"), "gelu": ("Gelu",), "residual_add": ("Add",),
+    "attention_matmul": ("ScaledDotProductAttention",),
+}
 
 
 def export(ctx, keep_f32: str | None = None, openvino_fp16_weights: bool = False) -> list[Path]:
@@ -55,7 +60,7 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
     model.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     if not model.inputs[0].get_partial_shape()[0].is_dynamic:
         raise ExportError("OpenVINO model has a static batch dimension")
-    scope = FloatScope.parse(keep_f32, default=REDUCED_PRECISION_SCOPE[metadata["encoder_kind"]])
+    scope = FloatScope.parse(keep_f32, default=tuple(reduced_precision_scope(metadata)))
     try:
         kept = openvino_ops(scope, model, program, metadata)
     except ValueError as exc:
@@ -79,13 +84,22 @@ def torch2openvino(program: torch.export.ExportedProgram, path: Path, metadata: 
     return path
 
 
+def reduced_precision_scope(metadata: dict[str, Any]) -> list[str]:
+    """What the program's network keeps f32 under bf16/f16 by default (older programs: its backbone's entry)."""
+    if "float_scopes" in metadata:
+        return metadata["float_scopes"]["reduced_precision"]
+    from lmliqa import presets
+
+    return list(presets.get_backbone(metadata["backbone"]).reduced_precision_scope)
+
+
 def openvino_ops(scope: FloatScope, ov_model, program, metadata: dict[str, Any]) -> list[str]:
     """Friendly names of the OpenVINO ops (of a model converted from PROGRAM) that SCOPE keeps in float: the ops of
     its op types and every op from a module under its regions. Most ops keep their aten node's name as the first
     part of their friendly name; a convolution with a folded BatchNorm is renamed after the Multiply it absorbed,
     so convolutions are matched to the program's convolutions by order (both are topological) and checked by
     weight shape."""
-    types = set(scope.op_types("openvino"))
+    types = set(scope.op_types(OPENVINO_OPS))
     names = [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() in types]
     aten = nodes_under(program, scope_prefixes(scope, metadata, program))
     if not aten:

@@ -10,34 +10,18 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from .data import licence_of
 from .fidelity import FLIP_MARGIN
 
-LICENCES = {
-    "livec": "LIVE In the Wild Image Quality Challenge Database (Ghadiyaram and Bovik, UT Austin): research use; "
-             "cite the database's papers",
-    "synthetic": "lmliqa's synthetic set: CC0 / public-domain photos shipped in scikit-image, scikit-learn and "
-                 "matplotlib wheels, distorted, scored by SSIM (not human opinion)",
-}
 
-
-def data_licence(spec: str | None) -> str:
-    if not spec:
-        return "unknown"
-    if spec.startswith("synthetic"):
-        return LICENCES["synthetic"]
-    if "livec" in spec or "ChallengeDB" in spec:
-        return LICENCES["livec"]
-    return "see the dataset's own terms"
-
-
-def weaknesses(parity: dict[str, Any], spec: str) -> dict[str, Any]:
+def weaknesses(parity, spec: str) -> dict[str, Any]:
     """Measured weak spots of the torch reference on the evaluation photos: bias and error by MOS tercile, the
     SRCC within each distortion type (negative = it ranks that distortion backwards), the worst images, and the
     artifact that reorders the most image pairs."""
     from .data import open_dataset
 
-    pred, mos = np.asarray(parity["torch_scores"]), np.asarray(parity["mos"])
-    names = parity["images"]
+    pred, mos = parity.torch_scores, parity.mos
+    names = parity.images
     err = pred - mos
     edges = np.quantile(mos, [1 / 3, 2 / 3])
     terciles = []
@@ -62,10 +46,10 @@ def weaknesses(parity: dict[str, Any], spec: str) -> dict[str, Any]:
                                   "srcc": float(stats.spearmanr(pred[idx], mos[idx])[0])})
     worst = [{"image": Path(names[i]).name, "mos": float(mos[i]), "score": float(pred[i])}
              for i in np.argsort(-np.abs(err))[:5]]
-    flips = max(parity["rows"], key=lambda r: r["rank_flip_rate"], default=None)
+    flips = max(parity.rows, key=lambda r: r.fidelity.rank_flip_rate, default=None)
     return {"terciles": terciles, "by_distortion": by_distortion, "worst_images": worst,
-            "most_reordering_artifact": flips and {"artifact": flips["artifact"], "precision": flips["precision"],
-                                                  "rank_flip_rate": flips["rank_flip_rate"]}}
+            "most_reordering_artifact": flips and {"artifact": flips.artifact, "precision": flips.precision.value,
+                                                  "rank_flip_rate": flips.fidelity.rank_flip_rate}}
 
 
 def cv_headline(cv: dict[str, Any]) -> dict[str, Any]:
@@ -86,18 +70,20 @@ def _speed(bench: dict[str, Any], artifact: str, precision: str, batch: int = 1)
     return None
 
 
-def model_card(body: dict[str, Any], parity: dict[str, Any], bench: dict[str, Any]) -> str:
-    acc, data, weak = body["accuracy"], body["data"], body["weaknesses"]
-    ci = acc["ci95"]
-    overlap = data["allow_overlap"]
+def _metrics_table(ci: dict[str, Any]) -> list[str]:
+    return ["| SRCC | PLCC | KRCC | RMSE |", "|---|---|---|---|",
+            f"| {_ci(ci['srcc'])} | {_ci(ci['plcc'])} | {_ci(ci['krcc'])} | {_ci(ci['rmse'], 2)} |", ""]
+
+
+def _intro(body: dict[str, Any]) -> list[str]:
     lines = [f"# Model card: {body['name']}", ""]
-    if overlap:
+    if body["data"]["allow_overlap"]:
         lines += ["**WARNING: this release was evaluated with --allow-overlap: the evaluation photos were not checked "
                   "against the training photos and may include them, so its accuracy numbers may be flattering.**", ""]
-    lines += [
+    scale = body["score"].get("name", "MOS") if body.get("score") else "MOS"
+    return lines + [
         f"LML-IQA `{body['model']}` ({body['backbone']} encoder + DEIQT decoder): one no-reference quality score per "
-        f"photo on the {body['score'].get('name', 'MOS') if body.get('score') else 'MOS'} scale of its training "
-        "data (higher is better), the mean of the contract's crop scores.",
+        f"photo on the {scale} scale of its training data (higher is better), the mean of the contract's crop scores.",
         "",
         "## Intended use",
         "- Ranking and screening photos by perceived technical quality (blur, noise, exposure, compression) on "
@@ -111,47 +97,58 @@ def model_card(body: dict[str, Any], parity: dict[str, Any], bench: dict[str, An
         "distortions) without validating on them first.",
         "- Absolute thresholds copied from another data set: the score is on its training data's MOS scale.",
         "",
-        "## Training data",
-        f"- {data['training']['spec']} (split `{data['training']['split']}`"
-        + (f", {data['training']['n_images']} photos" if data["training"]["n_images"] else "") + ")",
-        f"- Licence: {data_licence(data['training']['spec'])}",
-        f"- Checkpoint sha256 `{body['checkpoint']['sha256']}`",
-        "",
-        "## Accuracy",
     ]
+
+
+def _training(body: dict[str, Any]) -> list[str]:
+    from . import presets
+
+    t = body["data"]["training"]
+    try:
+        weights = presets.get_backbone(body["backbone"]).weights_licence
+    except presets.PresetError:
+        weights = "not recorded (backbone not in lmliqa's model registry)"
+    return ["## Training data",
+            f"- {t['spec']} (split `{t['split']}`" + (f", {t['n_images']} photos" if t["n_images"] else "") + ")",
+            f"- Licence: {licence_of(t['spec'])}",
+            f"- Backbone weights ({body['backbone']}): {weights}",
+            f"- Checkpoint sha256 `{body['checkpoint']['sha256']}`", ""]
+
+
+def _accuracy(body: dict[str, Any]) -> list[str]:
+    acc, data = body["accuracy"], body["data"]
+    lines = ["## Accuracy"]
     cv = body.get("cross_validation")
     if cv and cv.get("pooled"):
-        p = cv["pooled"]
         lines += [f"Cross-validated ({cv['protocol']}, {cv['data']}; out-of-fold predictions pooled, 95 % bootstrap "
-                  f"intervals; `{cv.get('file')}`, commit {cv.get('commit')}):", "",
-                  "| SRCC | PLCC | KRCC | RMSE |", "|---|---|---|---|",
-                  f"| {_ci(p['srcc'])} | {_ci(p['plcc'])} | {_ci(p['krcc'])} | {_ci(p['rmse'], 2)} |", ""]
+                  f"intervals; `{cv.get('file')}`, commit {cv.get('commit')}):", "", *_metrics_table(cv["pooled"])]
         if cv.get("folds"):
             lines += ["Per fold SRCC: " + ", ".join(f"{f['srcc']:.3f}" for f in cv["folds"]), ""]
         if cv.get("note"):
             lines += [cv["note"], ""]
     lines += [f"On the release's evaluation photos (`{data['evaluation']['spec']}`, {acc['n']} photos, "
-              + ("**which may include training photos**" if overlap else "none of them training or calibration "
-                 "photos (checked by content hash)")
-              + "), torch FP32, 95 % bootstrap intervals:", "",
-              "| SRCC | PLCC | KRCC | RMSE |", "|---|---|---|---|",
-              f"| {_ci(ci['srcc'])} | {_ci(ci['plcc'])} | {_ci(ci['krcc'])} | {_ci(ci['rmse'], 2)} |", ""]
+              + ("**which may include training photos**" if data["allow_overlap"] else "none of them training or "
+                 "calibration photos (checked by content hash)") + "), torch FP32, 95 % bootstrap intervals:", "",
+              *_metrics_table(acc["ci95"])]
     if data["evaluation"]["spec"].startswith("synthetic"):
         lines += ["The synthetic set's \"MOS\" is 100 x SSIM against the undistorted photo, not human opinion: the "
                   "numbers above measure agreement with a full-reference metric, not with people.", ""]
-    lines += ["## Artifacts (fidelity to torch FP32 on the evaluation photos, speed on "
-              f"{bench['cpu']}, {bench['threads']} threads)", "",
-              "| artifact | target | executed as | size MB | max abs d | mean abs d | SRCC vs torch | "
-              f"rank flips (all / pairs > {FLIP_MARGIN:g} apart) | ms / photo (batch 1) | gate | shipped |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    return lines
+
+
+def _artifacts(body: dict[str, Any], parity, bench: dict[str, Any]) -> list[str]:
+    lines = ["## Artifacts (fidelity to torch FP32 on the evaluation photos, speed on "
+             f"{bench['cpu']}, {bench['threads']} threads)", "",
+             "| artifact | target | executed as | size MB | max abs d | mean abs d | SRCC vs torch | "
+             f"rank flips (all / pairs > {FLIP_MARGIN:g} apart) | ms / photo (batch 1) | gate | shipped |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     shipped = set(body["artifacts"])
-    for r in parity["rows"]:
-        ms = _speed(bench, r["artifact"], r["precision"])
-        lines.append(f"| {r['artifact']} | {r['target']} | {r['precision']} | {r['size_mb']:.1f} | {r['max_abs']:.3g} "
-                     f"| {r['mean_abs']:.3g} | {r['srcc_vs_ref']:.4f} | {r['rank_flip_rate']:.2%} / "
-                     f"{r['material_flip_rate']:.2%} | "
-                     f"{'-' if ms is None else f'{ms:.1f}'} | {'pass' if r['gate_pass'] else 'FAIL'} ({r['gate']}) | "
-                     f"{'yes' if r['artifact'] in shipped else 'no'} |")
+    for r in parity.rows:
+        f, ms = r.fidelity, _speed(bench, r.artifact, r.precision.value)
+        lines.append(f"| {r.artifact} | {r.target} | {r.precision} | {r.details['size_mb']:.1f} | {f.max_abs:.3g} | "
+                     f"{f.mean_abs:.3g} | {f.srcc_vs_ref:.4f} | {f.rank_flip_rate:.2%} / {f.material_flip_rate:.2%} | "
+                     f"{'-' if ms is None else f'{ms:.1f}'} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) | "
+                     f"{'yes' if r.artifact in shipped else 'no'} |")
     torch_ms = _speed(bench, Path(body["checkpoint"]["source"]).name, "fp32")
     if torch_ms:
         lines.append(f"\nTorch eager FP32 (the reference): {torch_ms:.1f} ms / photo at batch 1, same run.")
@@ -159,8 +156,12 @@ def model_card(body: dict[str, Any], parity: dict[str, Any], bench: dict[str, An
     if nv:
         lines += ["", "Not verified on the machine that built this release:", ""]
         lines += [f"- {c['artifact']} ({c['precision']}): {c['status']}" for c in nv]
-    lines += ["", "## Known weaknesses (measured on the evaluation photos)", "",
-              "| MOS range | photos | bias (score - MOS) | mean abs error |", "|---|---|---|---|"]
+    return lines + [""]
+
+
+def _weaknesses(weak: dict[str, Any]) -> list[str]:
+    lines = ["## Known weaknesses (measured on the evaluation photos)", "",
+             "| MOS range | photos | bias (score - MOS) | mean abs error |", "|---|---|---|---|"]
     for t in weak["terciles"]:
         lines.append(f"| {t['range']} ({t['mos'][0]:.0f}-{t['mos'][1]:.0f}) | {t['n']} | {t['bias']:+.2f} | "
                      f"{t['mae']:.2f} |")
@@ -178,71 +179,88 @@ def model_card(body: dict[str, Any], parity: dict[str, Any], bench: dict[str, An
         m = weak["most_reordering_artifact"]
         lines += ["", f"Of the artifacts, {m['artifact']} ({m['precision']}) reorders the most photo pairs against "
                       f"torch: {m['rank_flip_rate']:.2%}."]
-    lines += ["", "## How to check a port", "",
-              "`golden/` holds probe photos with the reference score of each photo and each crop and every "
-              "artifact's tolerance (`golden/golden.json`): run them through your app and compare. `lmliqa verify "
-              "DIR` re-hashes every file against `manifest.json` and scores the probes on every target that runs.",
-              "", "## Citation", "",
-              "```bibtex",
-              "@article{lmliqa2024, title={Contrastive Local Manifold Learning for No-Reference Image Quality "
-              "Assessment}, journal={arXiv:2406.19247}, year={2024}}",
-              "@inproceedings{qin2023deiqt, title={Data-Efficient Image Quality Assessment with Attention-Panel "
-              "Decoder}, author={Qin, Guanyi and Hu, Runze and Liu, Yutao and Zheng, Xiawu and Liu, Haotian and "
-              "Li, Xiu and Zhang, Yan}, booktitle={AAAI}, year={2023}}",
-              "@article{ghadiyaram2016livec, title={Massive Online Crowdsourced Study of Subjective and Objective "
-              "Picture Quality}, author={Ghadiyaram, Deepti and Bovik, Alan C.}, journal={IEEE TIP}, year={2016}}",
-              "```", "",
-              f"Built by lmliqa {body['provenance']['lmliqa']} at commit {body['provenance']['commit']} on "
-              f"{body['provenance']['machine']['cpu']} ({body['created']}): `{body['provenance']['command']}`."]
+    return lines + [""]
+
+
+CITATION = [
+    "```bibtex",
+    "@article{lmliqa2024, title={Contrastive Local Manifold Learning for No-Reference Image Quality Assessment}, "
+    "journal={arXiv:2406.19247}, year={2024}}",
+    "@inproceedings{qin2023deiqt, title={Data-Efficient Image Quality Assessment with Attention-Panel Decoder}, "
+    "author={Qin, Guanyi and Hu, Runze and Liu, Yutao and Zheng, Xiawu and Liu, Haotian and Li, Xiu and Zhang, Yan}, "
+    "booktitle={AAAI}, year={2023}}",
+    "@article{ghadiyaram2016livec, title={Massive Online Crowdsourced Study of Subjective and Objective Picture "
+    "Quality}, author={Ghadiyaram, Deepti and Bovik, Alan C.}, journal={IEEE TIP}, year={2016}}",
+    "```",
+]
+
+
+def _closing(body: dict[str, Any]) -> list[str]:
+    p = body["provenance"]
+    return ["## How to check a port", "",
+            "`golden/` holds probe photos with the reference score of each photo and each crop and every "
+            "artifact's tolerance (`golden/golden.json`): run them through your app and compare. `lmliqa verify "
+            "DIR` re-hashes every file against `manifest.json` and scores the probes on every target that runs.",
+            "", "## Citation", "", *CITATION, "",
+            f"Built by lmliqa {p['lmliqa']} at commit {p['commit']} on {p['machine']['cpu']} ({body['created']}): "
+            f"`{p['command']}`."]
+
+
+def model_card(body: dict[str, Any], parity, bench: dict[str, Any]) -> str:
+    """MODEL_CARD.md from the manifest body, the parity report (lmliqa.parity.ParityReport) and the bench report."""
+    lines = (_intro(body) + _training(body) + _accuracy(body) + _artifacts(body, parity, bench)
+             + _weaknesses(body["weaknesses"]) + _closing(body))
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench: dict[str, Any],
-                 quant: dict[str, Any]) -> Path:
-    """report.md and its plots: every row's scores against torch, the |d| distributions, speed against fidelity."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+# ---------------------------------------------------------------------------------------------------- report.md
+def _scatter(path: Path, parity) -> None:
     import matplotlib.pyplot as plt
 
-    figs = out / "report"
-    figs.mkdir(exist_ok=True)
-    rows = parity["rows"]
-    ref = np.asarray(parity["torch_scores"])
+    rows, ref = parity.rows, parity.torch_scores
     cols = min(4, max(1, len(rows)))
     nrows = max(1, -(-len(rows) // cols))
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.2 * nrows), squeeze=False)
     lo, hi = float(ref.min()), float(ref.max())
     for ax, r in zip(axes.flat, rows):
-        ax.scatter(ref, r["scores"], s=5)
+        ax.scatter(ref, r.details["scores"], s=5)
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.7)
-        ax.set_title(f"{r['artifact']}\n{r['precision']}: max |d| {r['max_abs']:.3g}", fontsize=8)
+        ax.set_title(f"{r.artifact}\n{r.precision}: max |d| {r.fidelity.max_abs:.3g}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
     fig.supxlabel("torch FP32 score")
     fig.supylabel("artifact score")
     fig.tight_layout()
-    fig.savefig(figs / "scatter.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
+
+def _abs_diff(path: Path, parity) -> None:
+    import matplotlib.pyplot as plt
+
+    rows, ref = parity.rows, parity.torch_scores
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
-    d = [np.maximum(np.abs(np.asarray(r["scores"]) - ref), 1e-7) for r in rows]
-    ax.boxplot(d, orientation="horizontal", tick_labels=[f"{r['artifact']} {r['precision']}" for r in rows])
+    d = [np.maximum(np.abs(np.asarray(r.details["scores"]) - ref), 1e-7) for r in rows]
+    ax.boxplot(d, orientation="horizontal", tick_labels=[f"{r.artifact} {r.precision}" for r in rows])
     ax.set_xscale("log")
     ax.set_xlabel("|score - torch FP32| per photo (MOS units, log)")
     ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(figs / "abs_diff.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
+
+def _speed_vs_fidelity(path: Path, body: dict[str, Any], parity, bench: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 5))
-    for r in rows:
-        ms = _speed(bench, r["artifact"], r["precision"])
+    for r in parity.rows:
+        ms = _speed(bench, r.artifact, r.precision.value)
         if ms is None:
             continue
-        ax.scatter(ms, max(r["mean_abs"], 1e-6))
-        ax.annotate(f"{r['target']} {r['precision']}", (ms, max(r["mean_abs"], 1e-6)), fontsize=7)
+        ax.scatter(ms, max(r.fidelity.mean_abs, 1e-6))
+        ax.annotate(f"{r.target} {r.precision}", (ms, max(r.fidelity.mean_abs, 1e-6)), fontsize=7)
     torch_ms = _speed(bench, Path(body["checkpoint"]["source"]).name, "fp32")
     if torch_ms:
         ax.axvline(torch_ms, color="k", ls="--", lw=0.8, label=f"torch eager FP32 ({torch_ms:.0f} ms)")
@@ -253,31 +271,40 @@ def write_report(out: Path, body: dict[str, Any], parity: dict[str, Any], bench:
     ax.set_ylabel("mean |score - torch FP32| (MOS units)")
     ax.set_title("speed against fidelity, every target x precision", fontsize=9)
     fig.tight_layout()
-    fig.savefig(figs / "speed_vs_fidelity.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
-    overlap = body["data"]["allow_overlap"]
+
+def write_report(out: Path, body: dict[str, Any], parity, bench: dict[str, Any], quant) -> Path:
+    """report.md and its plots: every row's scores against torch, the |d| distributions, speed against fidelity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .bench import format_table
+
+    figs = out / "report"
+    figs.mkdir(exist_ok=True)
+    _scatter(figs / "scatter.png", parity)
+    _abs_diff(figs / "abs_diff.png", parity)
+    _speed_vs_fidelity(figs / "speed_vs_fidelity.png", body, parity, bench)
     lines = [f"# Release report: {body['name']}", ""]
-    if overlap:
+    if body["data"]["allow_overlap"]:
         lines += ["**Evaluated with --allow-overlap: the evaluation photos may include training photos.**", ""]
-    lines += [f"Evaluation: `{body['data']['evaluation']['spec']}`, {parity['n_images']} photos; calibration: "
+    lines += [f"Evaluation: `{body['data']['evaluation']['spec']}`, {parity.n_images} photos; calibration: "
               f"`{body['data']['calibration']['spec']}`, {body['data']['calibration']['n_images']} photos; quantized "
-              f"with float scope `{','.join(quant['scope'])}`{_widened(quant)}.", "",
+              f"with float scope `{quant.scope}`{_widened(quant)}.", "",
               "## Scores against torch FP32", "", "![scatter](report/scatter.png)", "",
               "## |d| per photo", "", "![abs diff](report/abs_diff.png)", "",
               "## Speed against fidelity", "", "![speed vs fidelity](report/speed_vs_fidelity.png)", "",
               "## Parity", "", (out / "evidence" / "parity" / "parity.md").read_text(), "",
-              "## Speed", ""]
-    from lmliqa.benchmarks.bench import format_table
-
-    lines.append(format_table(bench))
+              "## Speed", "", format_table(bench)]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _widened(quant: dict) -> str:
+def _widened(quant) -> str:
     """', widened to `S` for T (its artifact failed the gate with the default)' for each target that needed it."""
-    parts = [f"`{','.join(r['details']['scope'])}` for {r['target']}" for r in quant["results"]
-             if r.get("details", {}).get("scope_widened")]
+    parts = sorted({f"`{','.join(r.details['scope'])}` for {r.target}" for r in quant.results
+                    if r.details.get("scope_widened")})
     return f", widened to {'; '.join(parts)} (the default scope's artifact failed its gate)" if parts else ""

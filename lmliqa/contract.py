@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_rgb, to_rgb
-from .errors import LmliqaError
+from .errors import ContractError
 
 CONTRACT_VERSION = 1     # the contract this lmliqa implements; artifacts declare theirs
 
@@ -72,10 +72,6 @@ LAYOUTS: dict[str, str] = {
     "dense": "4 x 4 grid (16 calls)",
 }
 _AGGREGATIONS = ("mean", "median")
-
-
-class ContractError(LmliqaError, ValueError):
-    """A contract field is invalid, or an image cannot satisfy the contract."""
 
 
 @dataclass(frozen=True)

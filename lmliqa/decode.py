@@ -26,27 +26,17 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import LmliqaError
+from .errors import DECODE_KINDS, ImageDecodeError
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]  # noqa: UP007 (a runtime alias)
 
 DEFAULT_MAX_PIXELS = 200_000_000     # above a 200-megapixel phone sensor; an RGB decode of it is 600 MB
 # What went wrong, as a word a program can branch on.
-KINDS = ("missing", "unreadable", "empty", "not_an_image", "unsupported", "truncated", "corrupt", "too_large")
+KINDS = DECODE_KINDS
 
 _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"\x00\x00\x01\x00", "ICO"))
 _PIL_LIMIT = threading.Lock()
-
-
-class ImageDecodeError(LmliqaError, ValueError):
-    """An input could not be turned into an RGB image. ``kind`` is one of KINDS, ``reason`` says why in words,
-    ``name`` names the input; str() is "name: reason"."""
-
-    def __init__(self, name: str, reason: str, kind: str = "corrupt") -> None:
-        assert kind in KINDS, kind
-        super().__init__(f"{name}: {reason}")
-        self.name, self.reason, self.kind = name, reason, kind
 
 
 def load_rgb(src: ImageSource, exif_transpose: bool = True, background: tuple[int, int, int] = (255, 255, 255),
@@ -267,3 +257,26 @@ def describe(src: Any) -> str:
     if isinstance(src, Image.Image):
         return f"<PIL {src.mode} {src.size[0]}x{src.size[1]}>"
     return f"<{type(src).__name__}>"
+
+
+def read_bytes(src: ImageSource) -> bytes:
+    """An input's encoded bytes, for a decoder outside this process (the browser target): a file is read with the
+    errors load_rgb gives (missing, unreadable, empty), bytes pass through, and a Pillow image or an array is
+    encoded as PNG (lossless: the decoder sees these very pixels)."""
+    name = describe(src)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif isinstance(src, (str, os.PathLike)):
+        with _open_file(Path(src), name) as fp:
+            data = fp.read()
+    else:
+        img = _from_array(src, name) if isinstance(src, np.ndarray) else src
+        if not isinstance(img, Image.Image):
+            raise ImageDecodeError(name, f"unsupported input type {type(src).__name__}; give a path, bytes, a PIL "
+                                         "image or an HxW[x3|4] uint8 array", "unsupported")
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        data = buf.getvalue()
+    if not data:
+        raise ImageDecodeError(name, "empty file (0 bytes)", "empty")
+    return data

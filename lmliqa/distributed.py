@@ -27,11 +27,11 @@ class ScoreBatch:
     """A Ray Data callable class: loads the artifact once per actor, then scores batches of ``{"path": [...]}``
     into ``{"image", "score", "error", "error_kind"}`` columns (score NaN where the image failed)."""
 
-    def __init__(self, model: str | None = None, backend: str | None = None, precision: str | None = None,
+    def __init__(self, model: str | None = None, target: str | None = None, precision: str | None = None,
                  threads: int | None = 1, workers: int = 1, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
         from .runtimes import load
 
-        self.scorer = load(model, backend=backend, precision=precision, threads=threads)
+        self.scorer = load(model, target=target, precision=precision, threads=threads)
         self.workers, self.max_pixels = workers, max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -45,14 +45,14 @@ class ScoreBatch:
 
 
 def score_with_ray(paths: Iterable[str], model: str | None, address: str = "local", actors: int = 2,
-                   batch_size: int = 8, backend: str | None = None, precision: str | None = None,
+                   batch_size: int = 8, target: str | None = None, precision: str | None = None,
                    threads: int | None = 1, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Iterator[Any]:
     """ImageResults for PATHS, scored by ACTORS Ray actors (each loads MODEL once) and yielded in input order.
     ADDRESS: "local" starts a Ray instance on this machine; else a cluster address ("auto", "ray://host:10001")."""
     try:
         import ray
     except ImportError as exc:
-        from .runtimes.base import BackendUnavailable
+        from .errors import BackendUnavailable
 
         raise BackendUnavailable("Ray is not installed: pip install 'lmliqa[ray]'") from exc
     from .runtimes.base import ImageResult
@@ -69,7 +69,7 @@ def score_with_ray(paths: Iterable[str], model: str | None, address: str = "loca
         ds = ray.data.from_items([{"path": p} for p in paths])
         out = ds.map_batches(ScoreBatch, batch_size=batch_size, concurrency=actors, num_cpus=1, batch_format="numpy",
                              fn_constructor_kwargs={"model": None if model in (None, "default") else str(model),
-                                                    "backend": backend, "precision": precision, "threads": threads,
+                                                    "target": target, "precision": precision, "threads": threads,
                                                     "max_pixels": max_pixels})
         for row in out.iter_rows():
             ok = not row["error"]

@@ -88,6 +88,9 @@ class Gate:
     min_srcc: float | None = None        # SRCC against the reference
     max_rank_flips: float | None = None  # fraction of the image pairs the reference separates by > FLIP_MARGIN
 
+    def to_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
     def check(self, f: Fidelity) -> bool:
         return ((self.max_abs is None or f.max_abs <= self.max_abs)
                 and (self.mean_abs is None or f.mean_abs <= self.mean_abs)

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from .fidelity import Gate, compare
+from .stages import Outcome, StageResult, Step
+from .targets import Precision
+
 GOLDEN = "golden.json"
 
 
@@ -134,33 +138,31 @@ def read_golden(folder: Path) -> dict[str, Any]:
     return json.loads((folder / GOLDEN).read_text())
 
 
-@dataclass
-class ProbeCheck:
-    """One artifact's probe scores against the golden reference."""
-
-    artifact: str
-    n: int
-    max_abs: float
-    tolerance: float | None
-    worst: str
-
-    @property
-    def ok(self) -> bool:
-        return self.tolerance is not None and self.max_abs <= self.tolerance
-
-    def line(self) -> str:
-        tol = "no tolerance recorded" if self.tolerance is None else f"tolerance {self.tolerance:g}"
-        return (f"{'ok  ' if self.ok else 'FAIL'} {self.artifact}: {self.n} probes, max |d| vs reference "
-                f"{self.max_abs:.4g} ({tol}; worst {self.worst})")
-
-
-def check_probes(golden: dict[str, Any], artifact: str, got: dict[str, dict[str, Any]]) -> ProbeCheck:
-    """Compare an artifact's probe scores (score_probes) with the reference scores and the artifact's tolerance."""
+def check_probes(golden: dict[str, Any], artifact: str, got: dict[str, dict[str, Any]], target: str = "",
+                 step: Step = Step.VERIFY) -> StageResult:
+    """An artifact's probe scores (score_probes) against the reference scores, held to the artifact's tolerance
+    (``Gate(max_abs=tolerance)``); without a recorded tolerance the check fails."""
     ref = golden["reference"]["scores"]
     missing = sorted(set(ref) - set(got))
     if missing:
         raise RuntimeError(f"{artifact}: probes not scored: {missing}")
-    err = {name: abs(got[name]["score"] - ref[name]["score"]) for name in ref}
-    worst = max(err, key=err.get)
-    tol = golden["artifacts"].get(artifact, {}).get("tolerance")
-    return ProbeCheck(artifact, len(err), float(err[worst]), tol, worst)
+    names = sorted(ref)
+    entry = golden["artifacts"].get(artifact, {})
+    tol = entry.get("tolerance")
+    fid = compare(np.array([ref[n]["score"] for n in names]), np.array([got[n]["score"] for n in names]), names=names,
+                  worst=1)
+    precision = entry.get("precision")
+    result = StageResult(step, target or entry.get("target", ""), Outcome.VERIFIED, artifact=artifact,
+                         precision=Precision(precision) if precision else None, fidelity=fid,
+                         gate=Gate(max_abs=float(tol)) if tol is not None else None)
+    if tol is None:
+        result.outcome, result.reason = Outcome.FAILED, "no tolerance recorded in golden.json"
+    return result
+
+
+def probe_line(r: StageResult) -> str:
+    """One line per probe check: ok/FAIL, the largest |d| against the reference, the tolerance, the worst probe."""
+    f = r.fidelity
+    tol = "no tolerance recorded" if r.gate is None else f"tolerance {r.gate.max_abs:g}"
+    return (f"{'FAIL' if r.failed else 'ok  '} {r.artifact}: {f.n} probes, max |d| vs reference {f.max_abs:.4g} "
+            f"({tol}; worst {f.worst[0]['image']})")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from . import __version__, default_model, targets
+from . import __version__, default_model, presets, targets
 from ._quiet import quiet_imports
-from .config import PRESETS
 from .targets import Stage
 
 
@@ -41,6 +40,16 @@ def capability_matrix() -> list[dict[str, str]]:
              "status": str(c)} for c in caps]
 
 
+def _preset_facts(p: presets.Preset) -> dict[str, Any]:
+    """What the model registry says of a preset (no torch needed)."""
+    b = p.backbone
+    return {"preset": p.name, "backbone": b.name, "pretrained": p.config.pretrained,
+            "weights_licence": b.weights_licence,
+            "recipe": p.recipe, "float_scope": list(b.float_scope), "wider_scope": list(b.wider_scope),
+            "regions": sorted(b.network_regions), "crop_size": p.config.contract.crop_size,
+            "eval_crops": p.config.contract.n_eval_crops, "description": p.description}
+
+
 def preset_rows() -> list[dict[str, Any]]:
     try:
         import torch
@@ -48,22 +57,13 @@ def preset_rows() -> list[dict[str, Any]]:
         from .models.network import build_model, count_parameters, gmacs_per_crop
     except ImportError as exc:
         reason = f"torch not installed ({exc}); pip install 'lmliqa[train]'"
-        return [{"preset": n, "backbone": c.backbone, "params": None, "gmac_per_crop": None, "note": reason}
-                for n, c in PRESETS.items()]
+        return [{**_preset_facts(p), "params": None, "gmac_per_crop": None, "note": reason}
+                for p in presets.presets()]
     rows = []
-    for name, cfg in PRESETS.items():
+    for p in presets.presets():
         with torch.device("meta"):
-            params = count_parameters(build_model(cfg, pretrained="none"))
-        rows.append({
-            "preset": name,
-            "backbone": cfg.backbone,
-            "pretrained": cfg.pretrained,
-            "params": params,
-            "gmac_per_crop": round(gmacs_per_crop(cfg), 4),
-            "crop_size": cfg.contract.crop_size,
-            "eval_crops": cfg.contract.n_eval_crops,
-            "description": cfg.description,
-        })
+            params = count_parameters(build_model(p.config, pretrained="none"))
+        rows.append({**_preset_facts(p), "params": params, "gmac_per_crop": round(gmacs_per_crop(p.config), 4)})
     return rows
 
 

@@ -13,14 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LmliqaError
+from .errors import ReleaseError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-
-
-class ReleaseError(LmliqaError, ValueError):
-    """A release folder whose manifest is missing or unreadable, or whose files do not match it."""
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -98,14 +94,15 @@ def release_root(path: str | Path) -> Path | None:
 
 
 def artifact_files(path: Path, root: Path) -> list[str]:
-    """The files that make up the artifact at PATH, relative to ROOT (an IR folder's files, an IR's .xml and .bin)."""
-    path = path.resolve()
-    if path.is_dir():
-        files = [p for p in sorted(path.rglob("*")) if p.is_file()]
-    elif path.suffix == ".xml" and path.with_suffix(".bin").exists():
-        files = [path, path.with_suffix(".bin")]
-    else:
-        files = [path]
+    """The files that make up the artifact at PATH, relative to ROOT: what its target says belongs to it (an IR
+    folder's files, an IR's .xml and .bin); a file no target claims is itself."""
+    from . import targets
+
+    path = Path(path).resolve()
+    try:
+        files = targets.target_for(path).files(path)
+    except targets.ArtifactError:
+        files = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else [path]
     return [f.relative_to(root).as_posix() for f in files]
 
 

@@ -1,21 +1,20 @@
 """Score-level parity of every exported artifact against the torch reference, on real images.
 
-For each artifact x precision that can run here: max / mean / p95 |Δscore| in label units, SRCC and PLCC
-between backend and torch, the rank-flip rate over image pairs, SRCC/PLCC against MOS for both, and the
-worst images. Every backend x precision also gets a capability status:
+For each artifact x precision its target can execute here: max / mean / p95 |Δscore| in label units, SRCC and PLCC
+between backend and torch, the rank-flip rate over image pairs, SRCC/PLCC against MOS for both, and the worst
+images, held to the artifact's gate. Every artifact x precision gets a :class:`lmliqa.stages.StageResult`:
 
-- ``verified``: it ran here and was compared with torch on the images;
+- ``verified``: it ran here and was compared with torch on the images (``gate_pass`` says whether it holds);
 - ``simulated``: checked without executing it natively (Core ML off macOS: package spec and metadata);
 - ``exported, not verified: reason``: the artifact exists but cannot run here;
-- ``unsupported: reason``: the backend cannot produce or run that precision.
+- ``unsupported: reason``: the backend cannot run that precision; ``failed``: it ran but lost images.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from dataclasses import dataclass
-from enum import Enum
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,134 +23,148 @@ from scipy import stats
 
 from . import targets as registry
 from .data import open_dataset
+from .errors import ArtifactError, BackendUnavailable, PrecisionUnsupported
 from .fidelity import compare
 from .runtimes import load
-from .runtimes.base import ArtifactError, BackendUnavailable, PrecisionUnsupported
+from .stages import Outcome, StageResult, Step
 from .targets import Artifact, Precision
 
 
-class Outcome(str, Enum):
-    VERIFIED = "verified"
-    SIMULATED = "simulated"
-    EXPORT_ONLY = "exported, not verified"
-    UNSUPPORTED = "unsupported"
-    FAILED = "failed"
+@dataclass
+class ParityReport:
+    """The reference's scores on the photos and one result per artifact x precision."""
 
-    def __str__(self) -> str:
-        return self.value
+    checkpoint: str
+    checkpoint_sha256: str
+    data: str
+    images: list[str]                  # the photos the reference scored (the others failed in torch too)
+    torch_scores: np.ndarray
+    mos: np.ndarray                    # on the training label scale
+    n_failed_reference: int
+    results: list[StageResult] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def rows(self) -> list[StageResult]:
+        """The measured results (verified here, with fidelity and gate)."""
+        return [r for r in self.results if r.fidelity is not None]
 
-@dataclass(frozen=True)
-class Status:
-    outcome: Outcome
-    note: str = ""
+    @property
+    def n_images(self) -> int:
+        return len(self.images)
 
-    def __str__(self) -> str:
-        return f"{self.outcome}" + (f" ({self.note})" if self.note and self.outcome is Outcome.VERIFIED else
-                                    f": {self.note}" if self.note else "")
+    @property
+    def torch_vs_mos(self) -> dict[str, float]:
+        return {"srcc": float(stats.spearmanr(self.torch_scores, self.mos)[0]),
+                "plcc": float(stats.pearsonr(self.torch_scores, self.mos)[0])}
 
+    def row(self, artifact: str, precision: Precision | str | None = None) -> StageResult | None:
+        """The measured result of ARTIFACT (executed in PRECISION, when given)."""
+        return next((r for r in self.rows if r.artifact == artifact
+                     and (precision is None or r.precision is Precision(precision))), None)
 
-def artifact_size_mb(path: Path) -> float:
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-    if path.suffix == ".xml":
-        return (path.stat().st_size + path.with_suffix(".bin").stat().st_size) / 1e6
-    return path.stat().st_size / 1e6
+    def to_dict(self, scores: bool = True) -> dict[str, Any]:
+        """parity.json (SCORES False: without the per-photo lists, for a terminal)."""
+        out = {"provenance": self.provenance, "checkpoint": self.checkpoint,
+               "checkpoint_sha256": self.checkpoint_sha256, "data": self.data, "n_images": self.n_images,
+               "n_failed_reference": self.n_failed_reference, "torch_vs_mos": self.torch_vs_mos,
+               "results": [r.to_dict() for r in self.results]}
+        if scores:
+            out.update(images=self.images, torch_scores=self.torch_scores.tolist(), mos=self.mos.tolist())
+        else:
+            for r in out["results"]:
+                r["details"].pop("scores", None)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParityReport:
+        return cls(d["checkpoint"], d["checkpoint_sha256"], d["data"], list(d["images"]),
+                   np.asarray(d["torch_scores"], dtype=np.float64), np.asarray(d["mos"], dtype=np.float64),
+                   d["n_failed_reference"], [StageResult.from_dict(r) for r in d["results"]], d.get("provenance", {}))
 
 
 def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int | None = None,
-               threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = ()) -> dict[str, Any]:
+               threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = ()) -> ParityReport:
     """Every artifact in MODELS x every precision its target can execute, against the torch reference, on the
     images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the calibration images)."""
     from .manifest import sha256_file
+    from .provenance import provenance
 
     ds = open_dataset(data)
     records = [r for r in ds.records if str(r.path) not in skip]
     records = records[:limit] if limit else records
     names = [str(r.path) for r in records]
     mos = np.array([ds.label.to_training(r.mos) for r in records], dtype=np.float64)
-    reference = load(checkpoint, backend="torch", threads=threads)
-    ref_results = list(reference.score_many(names))
+    reference = registry.reference()
+    ref_results = list(reference.load(checkpoint, threads=threads).score_many(names))
     ok = [i for i, r in enumerate(ref_results) if r.ok]
-    ref = np.array([ref_results[i].score for i in ok])
-    names_ok, mos_ok = [names[i] for i in ok], mos[ok]
-    ckpt_sha = sha256_file(checkpoint)
-    rows, capability = [], []
+    report = ParityReport(str(checkpoint), sha256_file(checkpoint), data, [names[i] for i in ok],
+                          np.array([ref_results[i].score for i in ok]), mos[ok], len(names) - len(ok),
+                          provenance=provenance())
     for art in registry.discover(Path(models)):
         for precision in art.target.run_precisions(art.precision):
-            row, status = _measure(art, precision, names_ok, ref, mos_ok, ckpt_sha, threads)
-            capability.append({"artifact": art.name, "target": art.target.name, "backend": art.target.runtime,
-                               "precision": (row or {}).get("precision") or (precision or art.precision).value,
-                               "status": str(status), "outcome": status.outcome.value,
-                               **({"gate_pass": row["gate_pass"]} if row else {})})
-            if row:
-                rows.append(row)
-    torch_vs_mos = {"srcc": float(stats.spearmanr(ref, mos_ok)[0]), "plcc": float(stats.pearsonr(ref, mos_ok)[0])}
-    from .provenance import provenance
-
-    report = {"provenance": provenance(), "checkpoint": str(checkpoint), "checkpoint_sha256": ckpt_sha, "data": data,
-              "n_images": len(ok),
-              "n_failed_reference": len(names) - len(ok), "torch_vs_mos": torch_vs_mos, "rows": rows,
-              "capability": capability, "images": names_ok, "torch_scores": ref.tolist(), "mos": mos_ok.tolist()}
+            report.results.append(measure(art, precision, report, threads))
     if out:
         write_report(report, Path(out))
     return report
 
 
-def _measure(art: Artifact, precision: Precision | None, names: list[str], ref: np.ndarray, mos: np.ndarray,
-             ckpt_sha: str, threads: int | None) -> tuple[dict[str, Any] | None, Status]:
-    """(row, status) of one artifact x precision: a measured row when it runs here, else why not."""
+def measure(art: Artifact, precision: Precision | None, report: ParityReport, threads: int | None) -> StageResult:
+    """One artifact x precision against the report's reference scores: measured when it runs here, else why not."""
+    asked = precision or art.precision
+    result = StageResult(Step.PARITY, art.target.name, Outcome.VERIFIED, artifact=art.name, precision=asked)
     try:
-        scorer = load(art.path, backend=art.target.name, precision=precision, threads=threads)
+        scorer = load(art.path, target=art.target.name, precision=precision, threads=threads)
     except PrecisionUnsupported as exc:
-        return None, Status(Outcome.UNSUPPORTED, str(exc))
+        return _not_run(result, Outcome.UNSUPPORTED, str(exc))
     except BackendUnavailable:
         try:
             note = art.target.inspect(art.path)
-        except Exception as inner:
+        except Exception as inner:     # noqa: BLE001 - the inspection's own failure is the reason then
             note, exc = None, inner
-        return None, Status(Outcome.SIMULATED, note) if note else Status(Outcome.EXPORT_ONLY, str(exc))
+        return _not_run(result, Outcome.SIMULATED, note) if note else _not_run(result, Outcome.NOT_VERIFIED, str(exc))
     except (ArtifactError, ValueError) as exc:
-        return None, Status(Outcome.UNSUPPORTED, str(exc))
+        return _not_run(result, Outcome.UNSUPPORTED, str(exc))
     src = scorer.metadata.get("source_checkpoint_sha256")
-    if src and src != ckpt_sha:
-        return None, Status(Outcome.UNSUPPORTED, f"exported from another checkpoint (sha256 {src[:12]}..., not "
-                                                 f"{ckpt_sha[:12]}...)")
-    got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(names)])
+    if src and src != report.checkpoint_sha256:
+        return _not_run(result, Outcome.UNSUPPORTED, f"exported from another checkpoint (sha256 {src[:12]}..., not "
+                                                     f"{report.checkpoint_sha256[:12]}...)")
+    got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(report.images)])
     if np.isnan(got).any():
-        return None, Status(Outcome.FAILED, f"{int(np.isnan(got).sum())} images failed on this backend only")
-    fid = compare(ref, got, mos, names)
-    gate = art.target.gate(scorer.precision, scorer.weights)
-    row: dict[str, Any] = {"artifact": art.name, "target": art.target.name, "backend": scorer.backend,
-                           "precision": scorer.precision.value, "weights": scorer.weights.value,
-                           **fid.to_dict(), "scores": got.tolist(), "size_mb": artifact_size_mb(art.path),
-                           "gate": str(gate), "gate_pass": gate.check(fid)}
-    if scorer.detail:
-        row["detail"] = scorer.detail
-    return row, Status(Outcome.VERIFIED, scorer.detail)
+        return _not_run(result, Outcome.FAILED, f"{int(np.isnan(got).sum())} images failed on this backend only")
+    result.precision, result.weights = scorer.precision, scorer.weights
+    result.fidelity = compare(report.torch_scores, got, report.mos, report.images)
+    result.gate = art.target.gate(scorer.precision, scorer.weights)
+    result.reason = scorer.detail
+    result.details = {"runtime": scorer.backend, "scores": got.tolist(), "size_mb": art.target.size_mb(art.path)}
+    return result
 
 
-def markdown_table(report: dict[str, Any]) -> str:
-    lines = [f"Parity against torch FP32 on {report['n_images']} images of `{report['data']}` "
-             f"(torch vs MOS: SRCC {report['torch_vs_mos']['srcc']:.4f}, PLCC {report['torch_vs_mos']['plcc']:.4f})",
-             "",
+def _not_run(result: StageResult, outcome: Outcome, reason: str) -> StageResult:
+    result.outcome, result.reason = outcome, reason
+    return result
+
+
+def markdown_table(report: ParityReport) -> str:
+    tv = report.torch_vs_mos
+    lines = [f"Parity against torch FP32 on {report.n_images} images of `{report.data}` "
+             f"(torch vs MOS: SRCC {tv['srcc']:.4f}, PLCC {tv['plcc']:.4f})", "",
              "| artifact | target | runtime | precision | size MB | max abs | mean abs | p95 abs | SRCC vs torch | "
              "rank flips (all / > 1 apart) | SRCC vs MOS | PLCC vs MOS | gate |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        lines.append(f"| {r['artifact']} | {r['target']} | {r['backend']} | {r['precision']} | "
-                     f"{r.get('size_mb', float('nan')):.1f} | {r['max_abs']:.4g} | "
-                     f"{r['mean_abs']:.4g} | {r['p95_abs']:.4g} | {r['srcc_vs_ref']:.5f} | "
-                     f"{r['rank_flip_rate']:.4f} / {r['material_flip_rate']:.4f} | {r['srcc_vs_mos']:.4f} | "
-                     f"{r['plcc_vs_mos']:.4f} | "
-                     f"{'pass' if r['gate_pass'] else 'FAIL'} ({r['gate']}) |")
+    for r in report.rows:
+        f = r.fidelity
+        lines.append(f"| {r.artifact} | {r.target} | {r.details['runtime']} | {r.precision} | "
+                     f"{r.details.get('size_mb', float('nan')):.1f} | {f.max_abs:.4g} | {f.mean_abs:.4g} | "
+                     f"{f.p95_abs:.4g} | {f.srcc_vs_ref:.5f} | {f.rank_flip_rate:.4f} / {f.material_flip_rate:.4f} | "
+                     f"{f.srcc_vs_mos:.4f} | {f.plcc_vs_mos:.4f} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) |")
     lines += ["", "| artifact | target | precision | capability |", "|---|---|---|---|"]
-    for c in report["capability"]:
-        lines.append(f"| {c['artifact']} | {c['target']} | {c['precision']} | {c['status']} |")
+    for r in report.results:
+        lines.append(f"| {r.artifact} | {r.target} | {r.precision} | {r.status} |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out: Path) -> list[Path]:
+def write_report(report: ParityReport, out: Path) -> list[Path]:
     """parity.json, parity.md and one scatter plot (backend vs torch) per verified row."""
     import matplotlib
 
@@ -160,20 +173,20 @@ def write_report(report: dict[str, Any], out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "parity.json", out / "parity.md"]
-    written[0].write_text(json.dumps(report, indent=2))
+    written[0].write_text(json.dumps(report.to_dict(), indent=2))
     written[1].write_text(markdown_table(report))
-    ref = np.asarray(report["torch_scores"])
-    for row in report["rows"]:
-        got = np.asarray(row["scores"])
+    ref = report.torch_scores
+    for row in report.rows:
+        got = np.asarray(row.details["scores"])
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(ref, got, s=8)
         lo, hi = float(min(ref.min(), got.min())), float(max(ref.max(), got.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel("torch FP32 score")
-        ax.set_ylabel(f"{row['backend']} {row['precision']} score")
-        ax.set_title(f"{row['artifact']} ({row['precision']}): max |d| {row['max_abs']:.3g}", fontsize=9)
+        ax.set_ylabel(f"{row.details['runtime']} {row.precision} score")
+        ax.set_title(f"{row.artifact} ({row.precision}): max |d| {row.fidelity.max_abs:.3g}", fontsize=9)
         fig.tight_layout()
-        path = out / f"parity_{row['artifact'].replace('.', '_')}_{row['precision']}.png"
+        path = out / f"parity_{row.artifact.replace('.', '_')}_{row.precision}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)

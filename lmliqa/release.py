@@ -2,44 +2,58 @@
 
     lmliqa release --checkpoint CKPT --calib SPEC --eval SPEC --out DIR [--targets ...] [--keep onnx:int8,...]
 
-Stages, in order (each printed as it runs): data (the evaluation photos against the calibration photos and the
-checkpoint's training photos, by content hash), export, quantize (calibrated on --calib, validated on --eval),
-parity (every artifact x precision against torch on the evaluation photos), bench, golden probes, and the
-documents. DIR then holds the artifacts, ``manifest.json`` (lmliqa.manifest), ``golden/`` (lmliqa.golden),
+A release is a list of stages run in order (``STAGES``), each printed as it runs: data (the evaluation photos
+against the calibration photos and the checkpoint's training photos, by content hash), export, quantize (calibrated
+on --calib, validated on --eval), parity (every artifact x precision against torch on the evaluation photos),
+bench, golden probes, and the documents. Each stage reads what the earlier ones left in the :class:`Release` it is
+given and adds its own; the checks report :class:`lmliqa.stages.StageResult` objects, and a release stops on any
+that failed. DIR then holds the artifacts, ``manifest.json`` (lmliqa.manifest), ``golden/`` (lmliqa.golden),
 ``MODEL_CARD.md``, ``report.md`` with its plots and ``evidence/`` (the parity, quantization and bench reports).
 
-A gate that fails stops the release: no manifest is written, ``evidence/release_failed.json`` names the gates and
-keeps the numbers, and the command exits 1. `lmliqa verify DIR` re-checks a release anywhere.
+A gate that fails stops the release before its documents: no manifest is written, ``evidence/release_failed.json``
+names the gates and keeps the numbers, and the command exits 1. `lmliqa verify DIR` re-checks a release anywhere.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from . import targets as registry
-from .manifest import ReleaseError, sha256_file
-from .targets import Precision, Target
+from .errors import BackendUnavailable, ReleaseError, ReleaseFailed
+from .fidelity import Gate
+from .manifest import sha256_file
+from .stages import Outcome, StageResult, Step, failures
+from .targets import Artifact, Precision, Target
 
 EVIDENCE = "evidence"
 
 
-class ReleaseFailed(RuntimeError):
-    """A gate failed: the release was not written (the evidence was)."""
+@dataclass(frozen=True)
+class Keep:
+    """Which artifacts a release ships: (target, precision or None for all of its precisions) pairs; empty = all."""
 
-    def __init__(self, failures: list[str], evidence: Path) -> None:
-        super().__init__(f"release not written: {len(failures)} gate(s) failed: " + "; ".join(failures)
-                         + f" (evidence kept in {evidence})")
-        self.failures = failures
+    pairs: tuple[tuple[str, Precision | None], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> Keep:
+        """'onnx:int8,litert' -> Keep; an unknown target or precision fails before any work."""
+        pairs = []
+        for k in (k.strip() for k in (text or "").split(",")):
+            if k:
+                t, _, p = k.partition(":")
+                pairs.append((registry.get(t).name, Precision(p) if p else None))
+        return cls(tuple(pairs))
+
+    def __contains__(self, art: Artifact) -> bool:
+        return not self.pairs or any(t == art.target.name and p in (None, art.precision) for t, p in self.pairs)
 
 
 @dataclass
@@ -50,17 +64,45 @@ class ReleaseConfig:
     out: Path
     targets: list[Target] = field(default_factory=lambda: registry.targets(registry.Stage.EXPORT))
     name: str | None = None
-    keep: tuple[str, ...] = ()       # "target" or "target:precision": the artifacts the release ships (all when empty)
+    keep: Keep = field(default_factory=Keep)     # the artifacts the release ships (all when empty)
     include_checkpoint: bool = False  # ship the checkpoint too (the torch reference)
     allow_overlap: bool = False      # evaluate on training photos anyway (stated in bold in the card and report)
     cv: Path | None = None           # a cross-validation result (benchmarks/cv_accuracy.py) for the card
     n_calib: int = 32
     n_val: int = 96                  # quantize's validation images (from --eval)
     eval_limit: int | None = None
-    bench_batches: tuple[int, ...] = (1, 8)
+    bench_batches: tuple[int, ...] = (1, 8)   # () leaves the speed out (the card says it was not timed)
     bench_iters: int = 3
     bench_min_time: float = 1.0
     threads: int | None = None
+
+
+@dataclass
+class Release:
+    """What the stages share: the config, the folders, and what each stage found (filled in as they run)."""
+
+    cfg: ReleaseConfig
+    ckpt_meta: dict[str, Any]
+    out: Path
+    evidence: Path
+    data: dict[str, Any] = field(default_factory=dict)        # the data check's record (the manifest's "data")
+    skip: list[str] = field(default_factory=list)             # evaluation paths left out (calibration photos)
+    exported: list[StageResult] = field(default_factory=list)
+    quant: Any = None                                          # lmliqa.quantize.QuantizeReport
+    parity: Any = None                                         # lmliqa.parity.ParityReport
+    bench: dict[str, Any] = field(default_factory=dict)
+    golden: dict[str, Any] = field(default_factory=dict)       # golden.json
+    probe_checks: list[StageResult] = field(default_factory=list)
+    shipped: list[Artifact] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    body: dict[str, Any] = field(default_factory=dict)         # the manifest's release-wide records
+
+    @property
+    def ckpt_name(self) -> str | None:
+        """The checkpoint's file name in the release, when it ships."""
+        if not self.cfg.include_checkpoint:
+            return None
+        return f"{self.cfg.name or self.ckpt_meta['config']['name']}.safetensors"
 
 
 # ----------------------------------------------------------------------------------------------------- data checks
@@ -77,10 +119,7 @@ def _set_hash(hashes) -> str:
 def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, set[str]]:
     """(data spec, sha256 of every photo the checkpoint was trained on): the hashes the checkpoint records, else
     rebuilt from the data spec and split it records. Raises ReleaseError when that cannot be done here."""
-    from types import SimpleNamespace
-
-    from .data import open_dataset
-    from .train.engine import resolve_split
+    from .data import open_dataset, resolve_split
 
     extra = ckpt_meta.get("extra", {})
     spec = extra.get("dataset")
@@ -102,22 +141,20 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, set[str]]:
     else:
         raise ReleaseError(f"the checkpoint's training data {spec!r} cannot be opened here ({last}); it is needed to "
                            "check the evaluation photos against the training photos (or pass --allow-overlap)")
-    split = SimpleNamespace(split=extra.get("split", "all"), split_seed=extra.get("split_seed", 0))
-    train_idx, _ = resolve_split(split, ds)
+    train_idx, _ = resolve_split(extra.get("split", "all"), ds, seed=extra.get("split_seed", 0))
     return spec, set(_hashes([ds.records[i].path for i in train_idx]).values())
 
 
-def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> dict[str, Any]:
+def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The evaluation photos: disjoint from the calibration photos (always) and from the training photos (unless
-    --allow-overlap), by content hash. Returns the manifest's data record; ``skip`` lists the evaluation paths left
-    out because they are calibration photos (when --calib and --eval name the same set)."""
+    --allow-overlap), by content hash. Returns the manifest's data record and the evaluation paths left out because
+    they are calibration photos (when --calib and --eval name the same set)."""
     from lmliqa.quantize.calib import evenly
 
     from .data import open_dataset
 
     calib_ds, eval_ds = open_dataset(cfg.calib), open_dataset(cfg.eval)
-    calib_paths = [calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_calib)]
-    calib_h = _hashes(calib_paths)
+    calib_h = _hashes([calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_calib)])
     eval_h = _hashes([r.path for r in eval_ds.records])
     calib_set = set(calib_h.values())
     skip = [p for p, h in eval_h.items() if h in calib_set]
@@ -132,46 +169,220 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> dict[str, Any]:
                            "need at least 10")
     train_spec, train_set = training_hashes(ckpt_meta) if not cfg.allow_overlap else (None, set())
     overlap = sorted(p for p, h in evaluated.items() if h in train_set)
+    extra = ckpt_meta.get("extra", {})
     if overlap and not cfg.allow_overlap:
         raise ReleaseError(f"{len(overlap)} of the {len(evaluated)} evaluation photos were training photos of the "
-                           f"checkpoint ({train_spec}, split {ckpt_meta['extra'].get('split')}), e.g. {overlap[0]}: "
-                           "accuracy on them would be flattering. Evaluate on other photos, or pass --allow-overlap "
-                           "(the card and the report then say so in bold)")
+                           f"checkpoint ({train_spec}, split {extra.get('split')}), e.g. {overlap[0]}: accuracy on "
+                           "them would be flattering. Evaluate on other photos, or pass --allow-overlap (the card and "
+                           "the report then say so in bold)")
     return {
         "calibration": {"spec": cfg.calib, "n_images": len(calib_h), "sha256": _set_hash(calib_h.values())},
         "evaluation": {"spec": cfg.eval, "n_images": len(evaluated), "sha256": _set_hash(evaluated.values()),
                        "left_out_as_calibration": len(skip)},
-        "training": {"spec": ckpt_meta.get("extra", {}).get("dataset"),
-                     "split": ckpt_meta.get("extra", {}).get("split"), "n_images": len(train_set) or None,
+        "training": {"spec": extra.get("dataset"), "split": extra.get("split"), "n_images": len(train_set) or None,
                      "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},
         "allow_overlap": cfg.allow_overlap,
-        "skip": skip,
+    }, skip
+
+
+# ------------------------------------------------------------------------------------------------------ the stages
+class CheckData:
+    name = "data"
+
+    def describe(self, r: Release) -> str:
+        return f"evaluation {r.cfg.eval} vs calibration {r.cfg.calib} and the training photos"
+
+    def run(self, r: Release) -> str:
+        r.data, r.skip = check_data(r.cfg, r.ckpt_meta)
+        r.evidence.mkdir(parents=True)
+        return "overlap allowed" if r.cfg.allow_overlap else \
+            f"{r.data['evaluation']['n_images']} evaluation photos, none seen in training"
+
+
+class Export:
+    name = "export"
+
+    def describe(self, r: Release) -> str:
+        return ", ".join(t.name for t in r.cfg.targets)
+
+    def run(self, r: Release) -> str:
+        from lmliqa.export import export_checkpoint
+
+        r.exported = export_checkpoint(r.cfg.checkpoint, r.cfg.targets, r.out)
+        (r.evidence / "export.json").write_text(json.dumps([x.to_dict() for x in r.exported], indent=2))
+        r.failures += failures(r.exported)
+        return "; ".join(f"{x.target} {x.outcome}" for x in r.exported)
+
+
+class Quantize:
+    name = "quantize"
+
+    def quantizable(self, r: Release) -> list[Target]:
+        return [t for t in r.cfg.targets if t.quantize_module is not None]
+
+    def describe(self, r: Release) -> str:
+        return (f"{', '.join(t.name for t in self.quantizable(r))}, calibrated on {r.cfg.calib}, validated on "
+                f"{r.cfg.eval}")
+
+    def run(self, r: Release) -> str:
+        from lmliqa.quantize import quantize_models
+
+        r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.eval,
+                                  n_calib=r.cfg.n_calib, n_val=r.cfg.n_val)
+        shutil.move(str(r.out / "quantization.json"), r.evidence / "quantization.json")
+        r.failures += failures(r.quant.results)
+        return "; ".join(f"{x.artifact or x.target} {x.outcome}" for x in r.quant.results)
+
+
+class Parity:
+    name = "parity"
+
+    def describe(self, r: Release) -> str:
+        return f"every artifact x precision against torch on {r.data['evaluation']['n_images']} evaluation photos"
+
+    def run(self, r: Release) -> str:
+        from .parity import run_parity
+
+        r.parity = run_parity(r.cfg.checkpoint, r.out, r.cfg.eval, limit=r.cfg.eval_limit, threads=r.cfg.threads,
+                              out=r.evidence / "parity", skip=r.skip)
+        r.failures += failures(r.parity.results)
+        return f"{len(r.parity.rows)} rows measured, {sum(x.failed for x in r.parity.rows)} failing"
+
+
+class Bench:
+    name = "bench"
+
+    def describe(self, r: Release) -> str:
+        return f"batch {','.join(map(str, r.cfg.bench_batches))}" if r.cfg.bench_batches else "not timed (no batch)"
+
+    def run(self, r: Release) -> str:
+        from .bench import run_bench
+        from .provenance import cpu_name
+
+        if not r.cfg.bench_batches:
+            r.bench = {"rows": [], "skipped": [], "cpu": cpu_name(), "threads": r.cfg.threads or os.cpu_count(),
+                       "batches": [], "note": "not timed: the release was made with no bench batch"}
+            return "skipped"
+        r.bench = run_bench(r.out, r.cfg.checkpoint, list(r.cfg.bench_batches), threads=r.cfg.threads,
+                            iters=r.cfg.bench_iters, min_time=r.cfg.bench_min_time, progress=None)
+        (r.evidence / "bench.json").write_text(json.dumps(r.bench, indent=2))
+        return f"{len(r.bench['rows'])} rows"
+
+
+class Golden:
+    name = "golden"
+
+    def describe(self, r: Release) -> str:
+        from . import golden
+
+        return f"{len(golden.PROBES)} probe images, the reference and every artifact here"
+
+    def run(self, r: Release) -> str:
+        r.shipped = [a for a in registry.discover(r.out) if a in r.cfg.keep]
+        r.golden, r.probe_checks = write_golden(r.out / "golden", r.cfg.checkpoint, r.shipped, r.parity, r.ckpt_name)
+        r.failures += failures(r.probe_checks)
+        return f"{len(r.probe_checks)} artifacts checked"
+
+
+class Documents:
+    name = "documents"
+
+    def describe(self, r: Release) -> str:
+        return "MODEL_CARD.md, report.md with plots, manifest.json"
+
+    def run(self, r: Release) -> str:
+        from . import card
+        from .manifest import write_manifest
+
+        _keep_only_shipped(r)
+        body = manifest_body(r)
+        card.write_report(r.out, body, r.parity, r.bench, r.quant)
+        (r.out / "MODEL_CARD.md").write_text(card.model_card(body, r.parity, r.bench))
+        write_manifest(r.out, body)
+        r.body = body
+        return f"{r.out}/manifest.json"
+
+
+STAGES = (CheckData(), Export(), Quantize(), Parity(), Bench(), Golden(), Documents())
+
+
+def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
+    """Run every stage; returns the manifest. Raises ReleaseFailed (evidence kept, no manifest) when a gate fails,
+    ReleaseError when the inputs cannot make an honest release."""
+    from .models.checkpoint import read_metadata
+
+    out = Path(cfg.out)
+    if out.exists() and any(out.iterdir()):
+        raise ReleaseError(f"{out} is not empty: a release is written into a new folder")
+    r = Release(cfg, read_metadata(cfg.checkpoint), out, out / EVIDENCE)
+    for i, stage in enumerate(STAGES, 1):
+        if isinstance(stage, Documents) and r.failures:
+            _fail(r)
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(STAGES)}] {stage.name}: {stage.describe(r)}", file=sys.stderr, flush=True)
+        note = stage.run(r)
+        print(f"      done in {time.perf_counter() - t0:.0f} s" + (f": {note}" if note else ""), file=sys.stderr,
+              flush=True)
+    return r.body
+
+
+def _fail(r: Release) -> None:
+    from .provenance import provenance
+
+    (r.evidence / "release_failed.json").write_text(json.dumps({"failures": r.failures, "data": r.data,
+                                                                "provenance": provenance()}, indent=2))
+    raise ReleaseFailed(r.failures, r.evidence)
+
+
+def _keep_only_shipped(r: Release) -> None:
+    """What the release does not ship (and the program) goes; the checkpoint comes in when it ships."""
+    for a in registry.discover(r.out):
+        if a not in r.shipped:
+            shutil.rmtree(a.path) if a.path.is_dir() else a.path.unlink()
+    for p in r.out.glob("*.pt2"):
+        p.unlink()
+    if r.ckpt_name:
+        shutil.copyfile(r.cfg.checkpoint, r.out / r.ckpt_name)
+
+
+def manifest_body(r: Release) -> dict[str, Any]:
+    """The release-wide records of the manifest (lmliqa.manifest adds every file's hash)."""
+    from datetime import datetime, timezone
+
+    from . import card
+    from .metrics import bootstrap_ci, iqa_metrics
+    from .provenance import provenance
+
+    cfg, meta = r.cfg, r.ckpt_meta
+    kept = registry.discover(r.out)
+    art_meta = kept[0].metadata if kept else {}
+    ref, mos = r.parity.torch_scores, r.parity.mos
+    cv = json.loads(Path(cfg.cv).read_text()) if cfg.cv else None
+    not_run = [x for x in r.parity.results if x.outcome is not Outcome.VERIFIED]
+    return {
+        "name": cfg.name or f"{meta['config']['name']}-{sha256_file(cfg.checkpoint)[:8]}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance(),
+        "model": meta["config"]["name"], "backbone": meta["config"]["backbone"],
+        "checkpoint": {"file": r.ckpt_name, "sha256": sha256_file(cfg.checkpoint), "source": Path(cfg.checkpoint).name,
+                       "trained_on": r.data["training"]},
+        "contract": art_meta.get("contract") or meta["config"]["contract"],
+        "score": art_meta.get("score") or meta["config"].get("score"),
+        "data": r.data,
+        "accuracy": {"data": cfg.eval, "n": len(ref), "metrics": iqa_metrics(ref, mos), "ci95": bootstrap_ci(ref, mos)},
+        "cross_validation": cv and card.cv_headline(cv), "weaknesses": card.weaknesses(r.parity, cfg.eval),
+        "artifacts": artifact_records(r),
+        "not_verified_here": [{"artifact": x.artifact, "precision": str(x.precision), "status": x.status}
+                              for x in not_run]
+        + [{"artifact": f"{x.target} (export)", "precision": "-", "status": x.status}
+           for x in r.exported if x.outcome in (Outcome.PARTIAL, Outcome.UNAVAILABLE)],
+        "bench": {"cpu": r.bench["cpu"], "threads": r.bench["threads"], "batches": r.bench["batches"]},
     }
 
 
-# -------------------------------------------------------------------------------------------------------- helpers
-def _stage(i: int, n: int, name: str, what: str):
-    print(f"[{i}/{n}] {name}: {what}", file=sys.stderr, flush=True)
-    return time.perf_counter()
-
-
-def _done(t0: float, note: str = "") -> None:
-    print(f"      done in {time.perf_counter() - t0:.0f} s" + (f": {note}" if note else ""), file=sys.stderr,
-          flush=True)
-
-
-def _keeps(keep: tuple[str, ...], target: str, precision: Precision) -> bool:
-    if not keep:
-        return True
-    for k in keep:
-        t, _, p = k.partition(":")
-        if registry.get(t).name == target and (not p or Precision(p) is precision):
-            return True
-    return False
-
-
-def _tolerance(gate, observed: list[float]) -> tuple[float | None, str]:
+# ------------------------------------------------------------------------------------------------------- golden
+def probe_tolerance(gate: Gate, observed: list[float]) -> tuple[float | None, str]:
     """The per-probe |score - reference| a port may show: the gate's max |d| when it has one; else (quantized
     artifacts, gated on ranking) 1.5 x the largest |d| measured here, rounded up to 0.05."""
     if gate.max_abs is not None:
@@ -182,198 +393,94 @@ def _tolerance(gate, observed: list[float]) -> tuple[float | None, str]:
         "1.5 x the largest |d| measured here on the evaluation photos and the probes, rounded up to 0.05"
 
 
-# --------------------------------------------------------------------------------------------------------- release
-def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
-    """Run every stage; returns the manifest. Raises ReleaseFailed (evidence kept, no manifest) when a gate fails,
-    ReleaseError when the inputs cannot make an honest release."""
-    from lmliqa.benchmarks.bench import run_bench
-    from lmliqa.export import Status, export_checkpoint
-    from lmliqa.quantize import quantize_models
-
-    from . import card, golden
-    from .manifest import write_manifest
-    from .metrics import bootstrap_ci, iqa_metrics
-    from .models.checkpoint import read_metadata
-    from .parity import run_parity
-    from .provenance import provenance
-
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
-        raise ReleaseError(f"{out} is not empty: a release is written into a new folder")
-    ckpt_meta = read_metadata(cfg.checkpoint)
-    n = 7
-    t0 = _stage(1, n, "data", f"evaluation {cfg.eval} vs calibration {cfg.calib} and the training photos")
-    data = check_data(cfg, ckpt_meta)
-    skip = data.pop("skip")
-    _done(t0, f"{data['evaluation']['n_images']} evaluation photos, none seen in training"
-          if not cfg.allow_overlap else "overlap allowed")
-    evidence = out / EVIDENCE
-    evidence.mkdir(parents=True)
-    failures: list[str] = []
-
-    t0 = _stage(2, n, "export", ", ".join(t.name for t in cfg.targets))
-    exported = export_checkpoint(cfg.checkpoint, cfg.targets, out)
-    (evidence / "export.json").write_text(json.dumps([r.to_dict() for r in exported], indent=2))
-    failures += [f"export {r.target}: {r.reason}" for r in exported if r.status is Status.FAILED]
-    _done(t0, "; ".join(f"{r.target} {r.status}" for r in exported))
-
-    quantizable = [t for t in cfg.targets if t.quantize_module is not None]
-    t0 = _stage(3, n, "quantize", f"{', '.join(t.name for t in quantizable)}, calibrated on {cfg.calib}, "
-                                  f"validated on {cfg.eval}")
-    quant = quantize_models(out, quantizable, calib=cfg.calib, val=cfg.eval, n_calib=cfg.n_calib, n_val=cfg.n_val)
-    shutil.move(str(out / "quantization.json"), evidence / "quantization.json")
-    for r in quant["results"]:
-        if r["status"] == Status.FAILED.value:
-            failures.append(f"quantize {r['target']}: {r['reason']}")
-        for name, v in r["details"].get("validation", {}).items():
-            if v.get("gate_pass") is False:
-                failures.append(f"quantize validation {name}: {v['gate']} (SRCC {v['srcc_vs_ref']:.4f}, mean |d| "
-                                f"{v['mean_abs']:.3f}, flips {v['rank_flip_rate']:.2%} / "
-                                f"{v['material_flip_rate']:.2%} of pairs > 1 apart)")
-    _done(t0, "; ".join(f"{r['target']} {r['status']}" for r in quant["results"]))
-
-    t0 = _stage(4, n, "parity", f"every artifact x precision against torch on {data['evaluation']['n_images']} "
-                                "evaluation photos")
-    parity = run_parity(cfg.checkpoint, out, cfg.eval, limit=cfg.eval_limit, threads=cfg.threads,
-                        out=evidence / "parity", skip=skip)
-    for r in parity["rows"]:
-        if not r["gate_pass"]:
-            failures.append(f"parity {r['artifact']} {r['precision']}: {r['gate']} (max |d| {r['max_abs']:.4g}, "
-                            f"mean |d| {r['mean_abs']:.4g}, SRCC {r['srcc_vs_ref']:.5f})")
-    failures += [f"parity {c['artifact']} {c['precision']}: {c['status']}" for c in parity["capability"]
-                 if c["outcome"] == "failed"]
-    _done(t0, f"{len(parity['rows'])} rows measured, {sum(not r['gate_pass'] for r in parity['rows'])} failing")
-
-    t0 = _stage(5, n, "bench", f"batch {','.join(map(str, cfg.bench_batches))}")
-    bench = run_bench(out, cfg.checkpoint, list(cfg.bench_batches), threads=cfg.threads, iters=cfg.bench_iters,
-                      min_time=cfg.bench_min_time, progress=None)
-    (evidence / "bench.json").write_text(json.dumps(bench, indent=2))
-    _done(t0, f"{len(bench['rows'])} rows")
-
-    t0 = _stage(6, n, "golden", f"{len(golden.PROBES)} probe images, the reference and every artifact here")
-    shipped = [a for a in registry.discover(out) if _keeps(cfg.keep, a.target.name, a.precision)]
-    ckpt_name = f"{cfg.name or ckpt_meta['config']['name']}.safetensors" if cfg.include_checkpoint else None
-    gold = _golden(out / "golden", cfg.checkpoint, shipped, parity, ckpt_name)
-    for name, g in gold["artifacts"].items():
-        if g.get("check") and not g["check"]["ok"]:
-            failures.append(f"golden probes {name}: max |d| {g['check']['max_abs']:.4g} > {g['tolerance']}")
-    _done(t0)
-
-    ref, mos = np.asarray(parity["torch_scores"]), np.asarray(parity["mos"])
-    accuracy = {"data": cfg.eval, "n": len(ref), "metrics": iqa_metrics(ref, mos), "ci95": bootstrap_ci(ref, mos)}
-    if failures:
-        (evidence / "release_failed.json").write_text(json.dumps({"failures": failures, "data": data,
-                                                                  "provenance": provenance()}, indent=2))
-        raise ReleaseFailed(failures, evidence)
-
-    t0 = _stage(7, n, "documents", "MODEL_CARD.md, report.md with plots, manifest.json")
-    for a in registry.discover(out):          # what the release does not ship (and the program) goes
-        if a not in shipped:
-            shutil.rmtree(a.path) if a.path.is_dir() else a.path.unlink()
-    for p in out.glob("*.pt2"):
-        p.unlink()
-    if ckpt_name:
-        shutil.copyfile(cfg.checkpoint, out / ckpt_name)
-    kept = registry.discover(out)
-    meta = kept[0].metadata if kept else {}
-    cv = json.loads(Path(cfg.cv).read_text()) if cfg.cv else None
-    weak = card.weaknesses(parity, cfg.eval)
-    body = {
-        "name": cfg.name or f"{ckpt_meta['config']['name']}-{sha256_file(cfg.checkpoint)[:8]}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "provenance": provenance(),
-        "model": ckpt_meta["config"]["name"], "backbone": ckpt_meta["config"]["backbone"],
-        "checkpoint": {"file": ckpt_name, "sha256": sha256_file(cfg.checkpoint), "source": Path(cfg.checkpoint).name,
-                       "trained_on": data["training"]},
-        "contract": meta.get("contract") or ckpt_meta["config"]["contract"],
-        "score": meta.get("score") or ckpt_meta["config"].get("score"),
-        "data": data, "accuracy": accuracy, "cross_validation": cv and card.cv_headline(cv), "weaknesses": weak,
-        "artifacts": _artifact_records(out, shipped, parity, quant, exported, gold, ckpt_name),
-        "not_verified_here": [c for c in parity["capability"] if c["outcome"] not in ("verified",)]
-        + [{"artifact": f"{r.target} (export)", "precision": "-", "status": f"{r.status}: {r.reason}"}
-           for r in exported if r.status in (Status.PARTIAL, Status.UNAVAILABLE)],
-        "bench": {"cpu": bench["cpu"], "threads": bench["threads"], "batches": bench["batches"]},
-    }
-    card.write_report(out, body, parity, bench, quant)
-    (out / "MODEL_CARD.md").write_text(card.model_card(body, parity, bench))
-    write_manifest(out, body)
-    _done(t0, f"{out}/manifest.json")
-    return body
-
-
-def _golden(folder: Path, checkpoint: Path, shipped, parity: dict[str, Any], ckpt_name: str | None) -> dict[str, Any]:
+def write_golden(folder: Path, checkpoint: Path, shipped: list[Artifact], parity,
+                 ckpt_name: str | None) -> tuple[dict[str, Any], list[StageResult]]:
     """Write the probes and golden.json: the torch reference's image and crop scores, each shipped artifact's
-    scores (as stored) and its tolerance (the shipped checkpoint, CKPT_NAME, must reproduce the reference)."""
+    scores (as stored) and its tolerance (the shipped checkpoint, CKPT_NAME, must reproduce the reference); returns
+    golden.json and each artifact's check against its tolerance."""
     from . import golden
-    from .runtimes import load
-    from .runtimes.base import BackendUnavailable
 
     golden.write_probes(folder)
-    ref = golden.score_probes(load(checkpoint, backend="torch"), folder)
+    reference_target = registry.reference()
+    ref = golden.score_probes(reference_target.load(checkpoint), folder)
     record: dict[str, Any] = {"probes": [{**p, "sha256": sha256_file(folder / p["file"])}
                                          for p in golden.probe_records()],
-                              "reference": {"backend": "torch", "precision": "fp32",
+                              "reference": {"backend": reference_target.name, "precision": "fp32",
                                             "checkpoint_sha256": sha256_file(checkpoint), "scores": ref},
                               "artifacts": {}}
+    checks = []
     for art in shipped:
-        row = next((r for r in parity["rows"] if r["artifact"] == art.name
-                    and r["precision"] == art.precision.value), None)
-        entry: dict[str, Any] = {"target": art.target.name, "precision": art.precision.value}
-        try:
-            scorer = load(art.path, backend=art.target.name)
-        except BackendUnavailable as exc:
-            gate = art.target.gate(art.precision, Precision(art.metadata.get("weights") or "fp32"))
-            entry["tolerance"], entry["tolerance_basis"] = _tolerance(gate, [])
-            entry["not_checked_here"] = str(exc)
-            record["artifacts"][art.name] = entry
-            continue
-        got = golden.score_probes(scorer, folder)
-        probe_d = [abs(got[k]["score"] - ref[k]["score"]) for k in ref]
-        gate = art.target.gate(scorer.precision, scorer.weights)
-        entry["tolerance"], entry["tolerance_basis"] = _tolerance(gate, probe_d + ([row["max_abs"]] if row else []))
-        entry["scores"] = {k: v["score"] for k, v in got.items()}
+        entry, got = _golden_entry(art, ref, folder, parity)
         record["artifacts"][art.name] = entry
-        entry["check"] = {"max_abs": max(probe_d), "ok": entry["tolerance"] is not None
-                          and max(probe_d) <= entry["tolerance"]}
+        if got is not None:
+            checks.append(golden.check_probes(record, art.name, got, target=art.target.name, step=Step.GOLDEN))
     if ckpt_name:
-        record["artifacts"][ckpt_name] = {"target": "torch", "precision": "fp32", "tolerance": 0.01,
+        record["artifacts"][ckpt_name] = {"target": reference_target.name, "precision": "fp32",
+                                          "tolerance": reference_target.gate(Precision.FP32).max_abs,
                                           "tolerance_basis": "the reference itself, on another torch build or CPU",
                                           "scores": {k: v["score"] for k, v in ref.items()}}
     (folder / golden.GOLDEN).write_text(json.dumps(record, indent=2))
-    return record
+    return record, checks
 
 
-def _artifact_records(out: Path, shipped, parity, quant, exported, gold, ckpt_name) -> dict[str, Any]:
+def _golden_entry(art: Artifact, ref: dict[str, Any], folder: Path, parity) -> tuple[dict[str, Any], dict | None]:
+    """ART's golden.json entry (its tolerance, and its probe scores when it runs here) and those scores."""
+    from . import golden
+    from .runtimes import load
+
+    entry: dict[str, Any] = {"target": art.target.name, "precision": art.precision.value}
+    try:
+        scorer = load(art.path, target=art.target.name)
+    except BackendUnavailable as exc:
+        gate = art.target.gate(art.precision, Precision(art.metadata.get("weights") or "fp32"))
+        entry["tolerance"], entry["tolerance_basis"] = probe_tolerance(gate, [])
+        entry["not_checked_here"] = str(exc)
+        return entry, None
+    got = golden.score_probes(scorer, folder)
+    probe_d = [abs(got[k]["score"] - ref[k]["score"]) for k in ref]
+    row = parity.row(art.name, art.precision)
+    gate = art.target.gate(scorer.precision, scorer.weights)
+    entry["tolerance"], entry["tolerance_basis"] = probe_tolerance(gate, probe_d + ([row.fidelity.max_abs] if row
+                                                                                   else []))
+    entry["scores"] = {k: v["score"] for k, v in got.items()}
+    entry["check"] = {"max_abs": max(probe_d), "ok": entry["tolerance"] is not None and max(probe_d)
+                      <= entry["tolerance"]}
+    return entry, got
+
+
+def artifact_records(r: Release) -> dict[str, Any]:
     """Per shipped artifact: target, precision, the gates it passed with the measured numbers, its tools."""
     records: dict[str, Any] = {}
-    validation = {name: v for r in quant["results"] for name, v in r["details"].get("validation", {}).items()}
-    for art in shipped:
-        gates = []
-        for r in parity["rows"]:
-            if r["artifact"] == art.name:
-                gates.append({"check": "parity", "executed_as": r["precision"], "gate": r["gate"],
-                              "pass": r["gate_pass"], "n": r["n"],
-                              "measured": {k: r[k] for k in ("max_abs", "mean_abs", "p95_abs", "srcc_vs_ref",
-                                                            "rank_flip_rate", "material_flip_rate", "srcc_vs_mos",
-                                                            "plcc_vs_mos")}})
-        v = validation.get(art.name)
-        if v and "gate" in v:
-            gates.append({"check": "quantize validation", "gate": v["gate"], "pass": v["gate_pass"], "n": v["n"],
-                          "measured": {k: v.get(k) for k in ("max_abs", "mean_abs", "srcc_vs_ref", "material_flip_rate",
-                                                             "srcc_vs_mos", "srcc_vs_mos_ref")}})
-        g = gold["artifacts"].get(art.name, {})
-        if "check" in g:
-            gates.append({"check": "golden probes", "gate": f"max <= {g['tolerance']}", "pass": g["check"]["ok"],
-                          "measured": {"max_abs": g["check"]["max_abs"]}})
-        status = next((c["status"] for c in parity["capability"] if c["artifact"] == art.name), "")
+    checks = {c.artifact: c for c in r.probe_checks}
+    for art in r.shipped:
+        gates = [_gate_record("parity", x) for x in r.parity.rows if x.artifact == art.name]
+        q = r.quant.result(art.name)
+        if q is not None and q.gate is not None:
+            gates.append(_gate_record("quantize validation", q))
+        if art.name in checks:
+            gates.append(_gate_record("golden probes", checks[art.name]))
+        status = next((x.status for x in r.parity.results if x.artifact == art.name), "")
         records[art.name] = {"target": art.target.name, "precision": art.precision.value,
                              "weights": art.metadata.get("weights") or "fp32", "status_here": status,
                              "gates": gates, "tools": art.metadata.get("tools", {}),
                              "quantization": art.metadata.get("quantization")}
-    if ckpt_name:
-        records[ckpt_name] = {"target": "torch", "precision": "fp32", "weights": "fp32",
-                              "status_here": "the reference", "gates": [], "tools": {}}
+    if r.ckpt_name:
+        records[r.ckpt_name] = {"target": "torch", "precision": "fp32", "weights": "fp32",
+                                "status_here": "the reference", "gates": [], "tools": {}}
     return records
+
+
+_MEASURED = ("max_abs", "mean_abs", "p95_abs", "srcc_vs_ref", "rank_flip_rate", "material_flip_rate", "srcc_vs_mos",
+             "plcc_vs_mos", "srcc_vs_mos_ref")
+
+
+def _gate_record(check: str, x: StageResult) -> dict[str, Any]:
+    f = x.fidelity.to_dict()
+    out = {"check": check, "gate": str(x.gate), "pass": x.gate_pass, "n": x.fidelity.n,
+           "measured": {k: f[k] for k in _MEASURED if f.get(k) is not None}}
+    if check == "parity":
+        out["executed_as"] = x.precision.value
+    return out
 
 
 def format_failure(exc: ReleaseFailed) -> str:

@@ -20,21 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import LmliqaError
+from .errors import OutputError, ResumeError
 from .inputs import IMAGE_SUFFIXES
 from .manifest import artifact_files, sha256_file
 
 FORMATS = ("csv", "jsonl", "json")
 COLUMNS = ("image", "score", "error", "error_kind")
 RESUMABLE = ("csv", "jsonl")
-
-
-class ResumeError(LmliqaError, ValueError):
-    """--resume cannot continue this output file; the message says why."""
-
-
-class OutputError(LmliqaError, ValueError):
-    """An output path that must not be written (e.g. an image's name: `--json photo.jpg` would overwrite it)."""
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .errors import LmliqaError
+from .errors import ArtifactError, BackendUnavailable, LmliqaError, TargetError, first_line
 from .fidelity import EXACT, QUANTIZED, REDUCED, Gate
-
-
-class TargetError(LmliqaError, ValueError):
-    """An unknown target, a stage a target lacks, or an option for a target that was not chosen."""
 
 
 class Precision(str, Enum):
@@ -105,10 +101,10 @@ class Option:
 
 @dataclass(frozen=True)
 class Target:
-    name: str                        # the --formats name
+    name: str                        # the --targets / --target name
     title: str                       # the runtime's name
     runtime: str                     # Scorer.backend of its artifacts
-    devices: str                     # what it serves (docs; device names go to load(..., device=))
+    devices: str                     # what it serves (docs)
     suffixes: tuple[str, ...]        # artifact files
     precisions: tuple[Precision, ...]
     runtime_module: Any              # module path (str) or module-like object
@@ -121,13 +117,16 @@ class Target:
     reference: bool = False          # the torch reference, not a deployment target
     gates: dict[Precision, Gate] = field(default_factory=dict)
     extra: str = "all"               # the pip extra that installs its tools: lmliqa[extra]
+    device_names: tuple[str, ...] = ()   # what load(..., device=) and --device take
+    companions: tuple[str, ...] = ()     # files beside an artifact file that belong to it (same stem, these suffixes)
+    marker: str | None = None            # an artifact is a folder holding this file (the browser's web folder)
 
     # ------------------------------------------------------------------ stages
     def stage(self, stage: Stage):
         ref = {Stage.EXPORT: self.export_module, Stage.QUANTIZE: self.quantize_module,
                Stage.RUNTIME: self.runtime_module}[stage]
         if ref is None:
-            raise ValueError(f"target {self.name} has no {stage.value} stage")
+            raise TargetError(f"target {self.name} has no {stage.value} stage")
         return importlib.import_module(ref) if isinstance(ref, str) else ref
 
     def missing(self, stage: Stage) -> list[str]:
@@ -151,9 +150,6 @@ class Target:
     def load(self, path: str | Path, precision: Precision | str | None = None, device: str | None = None,
              threads: int | None = None):
         """A Scorer for one of this target's artifacts."""
-        from .errors import first_line
-        from .runtimes.base import ArtifactError
-
         precision = Precision(precision) if precision is not None else None
         try:
             return self.stage(Stage.RUNTIME).SCORER(path, precision=precision, device=device, threads=threads)
@@ -169,8 +165,6 @@ class Target:
     def probe(self) -> list[Capability]:
         """What this machine can do with each of the target's precisions (the runtime module's probe; a runtime
         whose packages are missing is unsupported here, with the install hint)."""
-        from .runtimes.base import BackendUnavailable
-
         try:
             return list(self.stage(Stage.RUNTIME).probe())
         except (BackendUnavailable, ImportError) as exc:
@@ -192,11 +186,25 @@ class Target:
 
     # ------------------------------------------------------------------ artifacts
     def owns(self, path: Path) -> bool:
-        """Is PATH one of this target's artifacts (by suffix; a folder holding one such file for OpenVINO)?"""
+        """Is PATH one of this target's artifacts (by suffix; a folder holding one such file for OpenVINO; a folder
+        holding the target's marker file)?"""
+        if self.marker is not None:
+            return path.is_dir() and (path / self.marker).is_file()
         name = path.name.lower()
         if any(name.endswith(s) for s in self.suffixes):
             return True
         return self.folder and path.is_dir() and any(f.suffix in self.suffixes for f in path.iterdir())
+
+    def files(self, path: Path) -> list[Path]:
+        """The files that make up the artifact at PATH: a folder's files, or the file and its companions (an
+        OpenVINO IR's .xml and .bin)."""
+        path = Path(path)
+        if path.is_dir():
+            return [p for p in sorted(path.rglob("*")) if p.is_file()]
+        return [path] + [c for c in (path.with_suffix(s) for s in self.companions) if c.exists()]
+
+    def size_mb(self, path: Path) -> float:
+        return sum(f.stat().st_size for f in self.files(path)) / 1e6
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,11 @@ def targets(stage: Stage | None = None, reference: bool = False) -> list[Target]
     return out
 
 
+def reference() -> Target:
+    """The torch reference every artifact is compared with."""
+    return next(t for t in _REGISTRY.values() if t.reference)
+
+
 def get(name: str) -> Target:
     """A target by its name or by its runtime's name (e.g. 'onnx' or 'onnxruntime')."""
     if name in _REGISTRY:
@@ -255,8 +268,6 @@ def names(stage: Stage | None = None) -> list[str]:
 
 
 def target_for(path: str | Path) -> Target:
-    from .runtimes.base import ArtifactError
-
     path = Path(path)
     for t in _REGISTRY.values():
         if t.owns(path):
@@ -341,7 +352,7 @@ _MAX_DROP = Option("max_drop", "--max-drop", "accuracy control: the largest SRCC
 register(Target(
     "torch", "PyTorch (reference)", "torch", "CPU, CUDA", (".safetensors",), (P.FP32, P.BF16),
     "lmliqa.runtimes.torch", reference=True, requires={Stage.RUNTIME: ("torch", "timm")}, tools=("torch", "timm"),
-    extra="train",
+    extra="train", device_names=("cpu", "cuda[:N]"),
 ))
 register(Target(
     "onnx", "ONNX Runtime", "onnxruntime",
@@ -353,12 +364,12 @@ register(Target(
     options=(Option("onnx_tool", "--onnx-tool", "nncf (default; measured best) or ort (ONNX Runtime's "
                     "quantize_static)", Stage.QUANTIZE, default="nncf", choices=("nncf", "ort")),
              _MAX_DROP, *_NNCF_OPTS),
-    extra="onnx",
+    extra="onnx", device_names=("cpu", "cuda[:N]", "an execution provider's name"),
 ))
 register(Target(
     "openvino", "OpenVINO", "openvino", "Intel/AMD/ARM CPUs (CPU), Intel GPUs (GPU), Intel NPUs (NPU), AUTO",
     (".xml",), (P.FP32, P.BF16, P.FP16, P.INT8, P.INT8_BF16), "lmliqa.runtimes.openvino", "lmliqa.export.openvino",
-    "lmliqa.quantize.openvino", folder=True,
+    "lmliqa.quantize.openvino", folder=True, companions=(".bin",), device_names=("CPU", "GPU", "NPU", "AUTO"),
     requires={Stage.EXPORT: ("openvino",), Stage.QUANTIZE: ("openvino", "nncf"), Stage.RUNTIME: ("openvino",)},
     tools=("openvino", "nncf"),
     options=(Option("keep_f32", "--keep-f32", "layers the OpenVINO IR keeps in f32 when it runs bf16/f16: float-scope "
@@ -374,14 +385,14 @@ register(Target(
     "CPU_AND_GPU, CPU_AND_NE)", (".mlpackage",), (P.FP32, P.FP16, P.W8, P.PAL6, P.PAL4),
     "lmliqa.runtimes.coreml", "lmliqa.export.coreml", "lmliqa.quantize.coreml",
     requires={Stage.EXPORT: ("coremltools",), Stage.QUANTIZE: ("coremltools",), Stage.RUNTIME: ("coremltools",)},
-    tools=("coremltools",), extra="export",
+    tools=("coremltools",), extra="export", device_names=("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"),
 ))
 register(Target(
     "tensorrt", "TensorRT", "tensorrt", "NVIDIA GPUs (datacenter, RTX, Jetson): cuda:N", (".plan", ".engine"),
     (P.FP16, P.INT8), "lmliqa.runtimes.tensorrt", "lmliqa.export.tensorrt", "lmliqa.quantize.tensorrt",
     requires={Stage.EXPORT: ("onnx", "onnxscript", "onnxconverter_common"),
               Stage.QUANTIZE: ("onnx", "onnxruntime", "nncf"), Stage.RUNTIME: ("tensorrt",)},
-    tools=("onnxconverter-common", "tensorrt"), options=(*_NNCF_OPTS,), extra="export",
+    tools=("onnxconverter-common", "tensorrt"), options=(*_NNCF_OPTS,), extra="export", device_names=("cuda:N",),
 ))
 register(Target(
     "litert", "LiteRT (TFLite)", "litert", "Android and embedded Linux CPUs through XNNPACK (GPU/NPU delegates on "
@@ -398,4 +409,12 @@ register(Target(
     requires={Stage.EXPORT: ("executorch",), Stage.QUANTIZE: ("executorch", "torchao"),
               Stage.RUNTIME: ("executorch",)},
     tools=("executorch", "torchao"), extra="android",
+))
+register(Target(
+    "web", "ONNX Runtime Web (browser)", "web", "web pages: the camera-check page and any site, in browsers with "
+    "WebAssembly (Chromium, Firefox, Safari; WebGPU where the browser has it)", (), (P.FP32, P.INT8),
+    "lmliqa.runtimes.web", "lmliqa.export.web", "lmliqa.quantize.web", folder=True, marker="lmliqa-web.mjs",
+    requires={Stage.EXPORT: ("onnx", "onnxscript"), Stage.QUANTIZE: ("onnx", "onnxruntime", "nncf"),
+              Stage.RUNTIME: ("selenium",)},
+    tools=("onnx", "selenium"), extra="web", device_names=("wasm", "webgpu"),
 ))

@@ -14,29 +14,38 @@ from pathlib import Path
 from typing import Any
 
 from . import golden
+from .errors import BackendUnavailable
 from .manifest import FileCheck, check_files, read_manifest
+from .stages import Outcome, StageResult, Step
 
 
 @dataclass
 class VerifyReport:
     folder: Path
     files: FileCheck
-    probes: list[golden.ProbeCheck] = field(default_factory=list)
-    not_checked: list[tuple[str, str]] = field(default_factory=list)   # (artifact, why)
-    errors: list[tuple[str, str]] = field(default_factory=list)        # (artifact, what went wrong)
+    results: list[StageResult] = field(default_factory=list)    # one per artifact: probes checked, or why not
+
+    @property
+    def probes(self) -> list[StageResult]:
+        return [r for r in self.results if r.fidelity is not None]
+
+    @property
+    def not_checked(self) -> list[StageResult]:
+        return [r for r in self.results if r.outcome is Outcome.NOT_VERIFIED]
+
+    @property
+    def errors(self) -> list[StageResult]:
+        return [r for r in self.results if r.outcome is Outcome.FAILED]
 
     @property
     def ok(self) -> bool:
-        return self.files.ok and not self.errors and all(p.ok for p in self.probes)
+        return self.files.ok and not any(r.failed for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "ok": self.ok,
                 "files": {"checked": self.files.checked, "missing": self.files.missing, "extra": self.files.extra,
                           "changed": self.files.changed},
-                "probes": [{"artifact": p.artifact, "n": p.n, "max_abs": p.max_abs, "tolerance": p.tolerance,
-                            "worst": p.worst, "ok": p.ok} for p in self.probes],
-                "not_checked": [{"artifact": a, "why": w} for a, w in self.not_checked],
-                "errors": [{"artifact": a, "error": e} for a, e in self.errors]}
+                "results": [r.to_dict() for r in self.results]}
 
     def text(self) -> str:
         f = self.files
@@ -44,42 +53,48 @@ class VerifyReport:
                  + ("all match" if f.ok else f"{len(f.changed)} changed, {len(f.missing)} missing, "
                                              f"{len(f.extra)} extra")]
         lines += [f"  {x}" for x in f.lines()]
-        lines += [f"  {p.line()}" for p in self.probes]
-        lines += [f"  FAIL {a}: {e}" for a, e in self.errors]
+        lines += [f"  {golden.probe_line(r)}" for r in self.probes]
+        lines += [f"  FAIL {r.artifact}: {r.reason}" for r in self.errors]
         if self.not_checked:
             lines.append("not checked here:")
-            lines += [f"  {a}: {w}" for a, w in self.not_checked]
+            lines += [f"  {r.artifact}: {r.reason}" for r in self.not_checked]
         lines.append("verify: OK" if self.ok else "verify: FAILED")
         return "\n".join(lines)
 
 
 def verify_release(folder: str | Path, threads: int | None = None) -> VerifyReport:
-    from .runtimes import load
-    from .runtimes.base import BackendUnavailable
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     report = VerifyReport(folder, check_files(folder, manifest))
     gold_dir = folder / "golden"
     if not (gold_dir / golden.GOLDEN).is_file():
-        report.errors.append(("golden", f"{gold_dir / golden.GOLDEN} is missing"))
+        report.results.append(_failed("golden", f"{gold_dir / golden.GOLDEN} is missing"))
         return report
     gold = golden.read_golden(gold_dir)
     bad = set(report.files.changed) | set(report.files.missing)
     if any(f.startswith("golden/") for f in bad):
-        report.errors.append(("golden", "golden probe files differ from the manifest; no probe was scored"))
+        report.results.append(_failed("golden", "golden probe files differ from the manifest; no probe was scored"))
         return report
     for name, art in manifest["artifacts"].items():
         if any(f == name or f.startswith(name + "/") for f in bad):
-            report.errors.append((name, "its files do not match the manifest; not scored"))
+            report.results.append(_failed(name, "its files do not match the manifest; not scored", art["target"]))
             continue
-        try:
-            scorer = load(folder / name, backend=art["target"], threads=threads)
-        except BackendUnavailable as exc:
-            report.not_checked.append((name, str(exc)))
-            continue
-        except Exception as exc:     # noqa: BLE001 - reported per artifact; the others are still checked
-            report.errors.append((name, f"{type(exc).__name__}: {exc}"))
-            continue
-        report.probes.append(golden.check_probes(gold, name, golden.score_probes(scorer, gold_dir)))
+        report.results.append(_check(folder, name, art["target"], gold, threads))
     return report
+
+
+def _check(folder: Path, name: str, target: str, gold: dict[str, Any], threads: int | None) -> StageResult:
+    """One shipped artifact's probes, or why they could not be scored here."""
+    from .runtimes import load
+
+    try:
+        scorer = load(folder / name, target=target, threads=threads)
+    except BackendUnavailable as exc:
+        return StageResult(Step.VERIFY, target, Outcome.NOT_VERIFIED, str(exc), artifact=name)
+    except Exception as exc:     # noqa: BLE001 - reported per artifact; the others are still checked
+        return _failed(name, f"{type(exc).__name__}: {exc}", target)
+    return golden.check_probes(gold, name, golden.score_probes(scorer, folder / "golden"), target=target)
+
+
+def _failed(artifact: str, why: str, target: str = "") -> StageResult:
+    return StageResult(Step.VERIFY, target, Outcome.FAILED, why, artifact=artifact)

@@ -1,7 +1,7 @@
 """lmliqa.quantize: post-training quantization for each deployment target, from the exported FP32 parents, under
 one float scope and one calibration set, validated through lmliqa.runtimes with IQA metrics.
 
-    lmliqa quantize --out DIR [--checkpoint CKPT] --formats openvino,onnx,coreml,tensorrt,litert,executorch
+    lmliqa quantize --out DIR [--checkpoint CKPT] --targets openvino,onnx,coreml,tensorrt,litert,executorch
 
 DIR is an `lmliqa export` folder: the program (``M.pt2``) and each target's FP32 parent are read from it (never
 re-exported, never overwritten). A parent that is missing is exported first, from the saved program, with the
@@ -9,7 +9,8 @@ default options; without a program, ``--checkpoint`` exports it. Each target's o
 ``quantize/<target>.py`` (``quantize(ctx, **options) -> QuantOutput``, ``PARENT``: the target whose FP32
 artifact it starts from). Every artifact carries the usual lmliqa metadata plus its precision and a
 ``quantization`` record (tool, float scope, calibration images by content hash), and is then scored on the
-validation images by the runtime users run, against the torch program, with `lmliqa.fidelity.compare`.
+validation images by the runtime users run, against the torch program, with `lmliqa.fidelity.compare`: one
+:class:`lmliqa.stages.StageResult` per artifact.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lmliqa.export import Status
 
+from lmliqa import presets
 from lmliqa import targets as registry
+from lmliqa.errors import BackendUnavailable, ConfigError, ExportError, first_line
 from lmliqa.fidelity import Fidelity, compare
-from lmliqa.scope import DEFAULT_SCOPE, WIDER_SCOPE, FloatScope
+from lmliqa.scope import FloatScope
+from lmliqa.stages import Outcome, StageResult, Step
 from lmliqa.targets import Artifact, Precision, Stage, Target
 
 from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_sets, image_scores
@@ -35,41 +38,11 @@ from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_set
 
 @dataclass
 class QuantOutput:
+    """What a target's quantizer returns: the artifacts it wrote and its record of how."""
+
     paths: list[Path]
     info: dict[str, Any]
     partial: str = ""             # why some of the target's files could not be made here
-
-
-@dataclass
-class QuantResult:
-    target: str
-    status: Status
-    reason: str = ""
-    paths: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "status": self.status.value, "reason": self.reason, "paths": self.paths,
-                "details": self.details}
-
-    def line(self) -> str:
-        head = f"{self.target:<10} {self.status}" + (f": {self.reason}" if self.reason else "")
-        parts = []
-        for name, v in self.details.get("validation", {}).items():
-            if "srcc_vs_ref" in v:
-                parts.append(f"{name}: SRCC(q,fp32) {v['srcc_vs_ref']:.4f}, mean |d| {v['mean_abs']:.3f}, "
-                             f"max |d| {v['max_abs']:.3f}" + (f", SRCC vs MOS {v['srcc_vs_mos']:.4f} (fp32 "
-                                                              f"{v['srcc_vs_mos_ref']:.4f})" if v.get("srcc_vs_mos")
-                                                              is not None else "")
-                             + ("" if v.get("gate_pass", True) else " FAILS its gate"))
-            else:
-                parts.append(f"{name}: {v.get('status', '')}")
-        for t in self.details.get("scope_widened", ()):
-            why = ", ".join(f"{n}: mean |d| {v['mean_abs']:.3f}, SRCC(q,fp32) {v['srcc_vs_ref']:.4f}"
-                            for n, v in t["validation"].items() if v.get("mean_abs") is not None)
-            parts.append(f"float scope {','.join(t['scope'])} failed the gate ({why}); kept in float now: "
-                         f"{','.join(self.details['scope'])}")
-        return head + "".join(f"\n    {p}" for p in parts)
 
 
 @dataclass
@@ -123,18 +96,70 @@ class QuantizeContext:
         return scorer, compare(self.reference, got, self.val.mos, names=self.val.file_names)
 
 
-def quantize_models(models: str | Path, formats: list[str] | list[Target], calib: str | None = None,
+@dataclass
+class QuantizeReport:
+    """quantization.json: the scope, calibration and validation sets, and one result per artifact (or per target
+    that made none)."""
+
+    models: str
+    checkpoint_sha256: str
+    model: str
+    scope: FloatScope
+    calibration: dict[str, Any]
+    validation: dict[str, Any]
+    options: dict[str, Any]
+    wall_s: float
+    results: list[StageResult] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Did a target fail outright (an artifact that misses its gate is reported, not a failure here)?"""
+        return any(r.outcome is Outcome.FAILED for r in self.results)
+
+    def for_target(self, name: str) -> list[StageResult]:
+        return [r for r in self.results if r.target == name]
+
+    def result(self, artifact: str) -> StageResult | None:
+        return next((r for r in self.results if r.artifact == artifact), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provenance": self.provenance, "models": self.models, "checkpoint_sha256": self.checkpoint_sha256,
+                "model": self.model, "scope": list(self.scope.categories), "calibration": self.calibration,
+                "validation": self.validation, "options": self.options, "wall_s": self.wall_s,
+                "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantizeReport:
+        return cls(d["models"], d["checkpoint_sha256"], d["model"], FloatScope(tuple(d["scope"])), d["calibration"],
+                   d["validation"], d["options"], d["wall_s"], [StageResult.from_dict(r) for r in d["results"]],
+                   d.get("provenance", {}))
+
+    def text(self) -> str:
+        cal = self.calibration
+        lines = [f"calibration: {cal['n_images']} images / {cal['n_crops']} crops of {cal['spec']} (sha256 "
+                 f"{cal['sha256'][:12]}...), float scope: {self.scope}; validation: {self.validation['n_images']} "
+                 "other images against the torch program"]
+        for r in self.results:
+            lines.append(r.line())
+            for t in r.details.get("scope_widened", ()):
+                lines.append(f"    float scope {','.join(t['scope'])} failed the gate (mean |d| {t['mean_abs']:.3f}, "
+                             f"SRCC {t['srcc_vs_ref']:.4f}); kept in float now: {','.join(r.details['scope'])}")
+        return "\n".join(lines)
+
+
+def quantize_models(models: str | Path, targets: list[str] | list[Target], calib: str | None = None,
                     val: str | None = None, checkpoint: str | Path | None = None,
                     scope: FloatScope | str | None = None,
                     n_calib: int = DEFAULT_CALIB_IMAGES, n_val: int = DEFAULT_VAL_IMAGES, verbose: bool = False,
-                    **options: Any) -> dict[str, Any]:
+                    **options: Any) -> QuantizeReport:
     """Quantize the FP32 parents in MODELS for each target, calibrated on CALIB and validated on VAL (default: other
     images of CALIB; use photos the model was not trained on for an honest SRCC vs MOS); returns (and writes
-    MODELS/quantization.json) a report with one result per target. One target failing never stops the others."""
-    chosen = [t if isinstance(t, Target) else registry.get(t) for t in formats]
+    MODELS/quantization.json) the report. One target failing never stops the others."""
+    chosen = [t if isinstance(t, Target) else registry.get(t) for t in targets]
     bad = [t.name for t in chosen if t.quantize_module is None]
     if bad:
-        raise ValueError(f"{bad} cannot be quantized; choose from {registry.names(Stage.QUANTIZE)}")
+        raise registry.TargetError(f"{bad} cannot be quantized; choose from {registry.names(Stage.QUANTIZE)}")
     per_target = registry.check_options(chosen, Stage.QUANTIZE, options)
     if not isinstance(scope, FloatScope | None):
         FloatScope.parse(scope)       # an unknown category fails before anything is loaded
@@ -144,118 +169,135 @@ def quantize_models(models: str | Path, formats: list[str] | list[Target], calib
     from lmliqa.export._graph import program_runner
 
     program, metadata = _program(out, checkpoint)
+    scopes = float_scopes(metadata)
     # no scope chosen: the default, widened step by step for a target whose artifact fails its gate
-    wider = WIDER_SCOPE[metadata["encoder_kind"]] if scope is None else ()
+    wider = tuple(scopes["wider"]) if scope is None else ()
     if not isinstance(scope, FloatScope):
-        scope = FloatScope.parse(scope, default=DEFAULT_SCOPE[metadata["encoder_kind"]])
+        scope = FloatScope.parse(scope, default=tuple(scopes["default"]))
     parents = _parents(out, chosen, program, metadata, verbose)
     calib = calib or metadata.get("trained_on")
     if not calib:
-        raise ValueError("no calibration data: pass --calib SPEC (the checkpoint records no training data)")
+        raise ConfigError("no calibration data: pass --calib SPEC (the checkpoint records no training data)")
     from lmliqa.contract import PreprocessContract
 
     contract = PreprocessContract.from_dict(metadata["contract"])
     calib_set, val_set = build_sets(calib, contract, n_calib, n_val, val_spec=val)
     reference = image_scores(program_runner(program), val_set, contract)
-    results = []
+    results: list[StageResult] = []
     for target in chosen:
-        parent = parents.get(target.name)
-        if isinstance(parent, QuantResult):
+        parent = parents[target.name]
+        if isinstance(parent, StageResult):
             results.append(parent)
             continue
-        ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, scope, out,
-                              calib_set.record(calib), reference)
-        results.append(quantize_target(target, ctx, per_target[target.name], verbose, wider))
+        ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, scope, out, calib_set.record(calib),
+                              reference)
+        results += quantize_target(target, ctx, per_target[target.name], verbose, wider)
     from lmliqa.provenance import provenance
 
-    report = {"provenance": provenance(), "models": str(out),
-              "checkpoint_sha256": metadata["source_checkpoint_sha256"],
-              "model": metadata["model"], "scope": list(scope.categories), "calibration": calib_set.record(calib),
-              "validation": {"spec": val or calib, "n_images": len(val_set.names),
-                             "reference": "the torch.export program",
-                             "images": val_set.file_names},
-              "options": {k: v for k, v in options.items() if v not in (None, False)},
-              "wall_s": round(time.perf_counter() - t0, 1), "results": [r.to_dict() for r in results]}
-    (out / "quantization.json").write_text(json.dumps(report, indent=2, default=str))
+    report = QuantizeReport(str(out), metadata["source_checkpoint_sha256"], metadata["model"], scope,
+                            calib_set.record(calib),
+                            {"spec": val or calib, "n_images": len(val_set.names),
+                             "reference": "the torch.export program", "images": val_set.file_names},
+                            {k: v for k, v in options.items() if v not in (None, False)},
+                            round(time.perf_counter() - t0, 1), results, provenance())
+    (out / "quantization.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
     return report
 
 
-_TRY_KEYS = ("mean_abs", "max_abs", "srcc_vs_ref", "material_flip_rate", "gate", "gate_pass")
+def float_scopes(metadata: dict[str, Any]) -> dict[str, list[str]]:
+    """The default / wider / reduced-precision scopes the program records (older exports: its backbone's entry)."""
+    if "float_scopes" in metadata:
+        return metadata["float_scopes"]
+    return presets.get_backbone(metadata["backbone"]).scopes()
 
 
 def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any], verbose: bool = False,
-                    wider: tuple[str, ...] = ()) -> QuantResult:
-    """One target's INT8 artifacts, validated. WIDER: float-scope categories added one at a time while an artifact
-    fails its gate (each try overwrites the last; the failed tries are recorded under ``scope_widened``)."""
+                    wider: tuple[str, ...] = ()) -> list[StageResult]:
+    """One target's quantized artifacts, each validated. WIDER: float-scope categories added one at a time while an
+    artifact fails its gate (each try overwrites the last; the failed tries are recorded under ``scope_widened``)."""
     if why := target.unavailable(Stage.QUANTIZE):
-        return QuantResult(target.name, Status.UNAVAILABLE, why)
-    tries: list[tuple[FloatScope, dict[str, Any]]] = []
+        return [StageResult(Step.QUANTIZE, target.name, Outcome.UNAVAILABLE, why)]
+    tries: list[tuple[FloatScope, list[StageResult]]] = []
     for extra in (None, *wider):
         if extra is not None:
             ctx = replace(ctx, scope=ctx.scope.plus(extra))
         try:
             res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
-            validation = {p.name: _validate(ctx, p) for p in res.paths}
-        except Exception as exc:
+            checked = [validate(ctx, target, p) for p in res.paths]
+        except Exception as exc:     # one target failing must not stop the others
             if verbose:
                 traceback.print_exc()
-            return QuantResult(target.name, Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:400])
-        tries.append((ctx.scope, validation))
-        if all(v.get("gate_pass", True) for v in validation.values()):    # an unverified artifact cannot fail
+            return [StageResult(Step.QUANTIZE, target.name, Outcome.FAILED, f"{type(exc).__name__}: {first_line(exc)}"
+                                [:400])]
+        tries.append((ctx.scope, checked))
+        if not any(r.gate_pass is False for r in checked):      # an unverified artifact cannot fail
             break
-    details = {**res.info, "scope": list(ctx.scope.categories), "validation": validation}
-    if len(tries) > 1:
-        details["scope_widened"] = [
-            {"scope": list(scope.categories), "validation": {name: {k: v.get(k) for k in _TRY_KEYS}
-                                                            for name, v in val.items()}}
-            for scope, val in tries[:-1]]
-    status = Status.PARTIAL if res.partial else Status.OK
-    return QuantResult(target.name, status, res.partial, [str(p) for p in res.paths], details)
+    for r in checked:
+        r.details.update(quantization=res.info, scope=list(ctx.scope.categories))
+        widened = [{"scope": list(scope.categories), **_try_record(rs, r.artifact)} for scope, rs in tries[:-1]]
+        if widened:
+            r.details["scope_widened"] = widened
+    if res.partial:
+        checked.append(StageResult(Step.QUANTIZE, target.name, Outcome.PARTIAL, res.partial))
+    return checked
 
 
-def _validate(ctx: QuantizeContext, path: Path) -> dict[str, Any]:
-    """Fidelity of one artifact on the validation images (with its gate, as parity applies it), or what could be
-    checked instead."""
-    from lmliqa.runtimes.base import BackendUnavailable
+def _try_record(results: list[StageResult], artifact: str) -> dict[str, Any]:
+    """What a failed try measured for ARTIFACT (kept in the final artifact's record)."""
+    r = next((r for r in results if r.artifact == artifact), None)
+    if r is None or r.fidelity is None:
+        return {}
+    f = r.fidelity
+    return {"mean_abs": f.mean_abs, "max_abs": f.max_abs, "srcc_vs_ref": f.srcc_vs_ref,
+            "material_flip_rate": f.material_flip_rate, "gate": str(r.gate), "gate_pass": r.gate_pass}
 
-    target = registry.target_for(path)
+
+def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
+    """One artifact on the validation images, against the program, with its gate as parity applies it (or what
+    could be checked instead where it cannot run)."""
+    runs = registry.target_for(path)       # e.g. TensorRT's Q/DQ ONNX runs under ONNX Runtime
+    result = StageResult(Step.QUANTIZE, target.name, Outcome.VERIFIED, artifact=path.name, paths=[str(path)],
+                         details={"runtime": runs.runtime})
     try:
         scorer, fid = ctx.validate(path)
     except BackendUnavailable as exc:
-        note = target.inspect(path)
-        return {"status": f"simulated: {note}" if note else f"exported, not verified: {exc}"}
-    gate = target.gate(scorer.precision, scorer.weights)
-    return {**fid.to_dict(), "gate": str(gate), "gate_pass": gate.check(fid), "runtime": target.runtime}
+        note = runs.inspect(path)
+        result.outcome, result.reason = (Outcome.SIMULATED, note) if note else (Outcome.NOT_VERIFIED, str(exc))
+        result.precision = Precision(runs.read_metadata(path).get("precision", "int8")) if note else None
+        return result
+    result.precision, result.weights = scorer.precision, scorer.weights
+    result.fidelity, result.gate = fid, runs.gate(scorer.precision, scorer.weights)
+    return result
 
 
 def _program(out: Path, checkpoint: str | Path | None):
     from lmliqa.export import export_checkpoint
     from lmliqa.export._graph import PROGRAM_SUFFIX, load_program
-
     from lmliqa.manifest import sha256_file
 
     found = sorted(out.glob(f"*{PROGRAM_SUFFIX}")) if out.is_dir() else []
     if len(found) > 1:
-        raise ValueError(f"{out} holds several programs {[p.name for p in found]}: one export folder per model")
+        raise ConfigError(f"{out} holds several programs {[p.name for p in found]}: one export folder per model")
     if not found:
         if checkpoint is None:
-            raise ValueError(f"{out} holds no exported program (M{PROGRAM_SUFFIX}); run `lmliqa export` into it first "
-                             "or pass --checkpoint")
+            raise ConfigError(f"{out} holds no exported program (M{PROGRAM_SUFFIX}); run `lmliqa export` into it "
+                              "first or pass --checkpoint")
         export_checkpoint(checkpoint, [], out)            # writes the program only
         found = sorted(out.glob(f"*{PROGRAM_SUFFIX}"))
     program, metadata = load_program(found[0])
     if checkpoint is not None and sha256_file(checkpoint) != metadata["source_checkpoint_sha256"]:
-        raise ValueError(f"{out} holds artifacts of another checkpoint than {checkpoint} (sha256 "
-                         f"{metadata['source_checkpoint_sha256'][:12]}...): use another --out")
+        raise ConfigError(f"{out} holds artifacts of another checkpoint than {checkpoint} (sha256 "
+                          f"{metadata['source_checkpoint_sha256'][:12]}...): use another --out")
     return program, metadata
 
 
 def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
-             verbose: bool) -> dict[str, Artifact | QuantResult]:
-    """Each chosen target's FP32 parent, found in OUT or exported there (from the program, default options)."""
+             verbose: bool) -> dict[str, Artifact | StageResult]:
+    """Each chosen target's FP32 parent, found in OUT or exported there (from the program, default options); a
+    result saying why when there is none."""
     from lmliqa.export import ExportContext, export_target
 
-    found: dict[str, Artifact | QuantResult] = {}
+    found: dict[str, Artifact | StageResult] = {}
     ctx = ExportContext(program, metadata, out)
     present = registry.discover(out)            # read once; again only after a parent was exported
     for target in chosen:
@@ -264,16 +306,14 @@ def _parents(out: Path, chosen: list[Target], program, metadata: dict[str, Any],
         if artifact is None:
             defaults = {o.name: o.default for o in parent_target.options_for(Stage.EXPORT)}
             res = export_target(parent_target, ctx, defaults, verbose)
-            if res.status not in (Status.OK, Status.PARTIAL):
-                found[target.name] = QuantResult(target.name, res.status, f"FP32 parent ({parent_target.name}) "
-                                                                          f"not exported: {res.reason}")
+            if not res.outcome.wrote:
+                found[target.name] = StageResult(Step.QUANTIZE, target.name, res.outcome,
+                                                 f"FP32 parent ({parent_target.name}) not exported: {res.reason}")
                 continue
             present = registry.discover(out)
             artifact = _find_parent(present, parent_target, metadata)
-        if artifact is None:
-            found[target.name] = QuantResult(target.name, Status.FAILED, f"no FP32 {parent_target.name} parent")
-        else:
-            found[target.name] = artifact
+        found[target.name] = artifact or StageResult(Step.QUANTIZE, target.name, Outcome.FAILED,
+                                                     f"no FP32 {parent_target.name} parent")
     return found
 
 
@@ -282,8 +322,8 @@ def _find_parent(present: list[Artifact], target: Target, metadata: dict[str, An
         if a.target is target and a.precision is Precision.FP32 and "quantization" not in a.metadata:
             src = a.metadata.get("source_checkpoint_sha256")
             if src != metadata["source_checkpoint_sha256"]:
-                raise ValueError(f"{a.path}: exported from another checkpoint (sha256 {str(src)[:12]}...) than the "
-                                 "saved program")
+                raise ExportError(f"{a.path}: exported from another checkpoint (sha256 {str(src)[:12]}...) than the "
+                                  "saved program")
             return a
     return None
 
@@ -297,5 +337,5 @@ def _quiet_nncf(verbose: bool) -> None:
         nncf.set_log_level(logging.WARNING)
 
 
-__all__ = ["QuantOutput", "QuantResult", "QuantizeContext", "FloatScope", "DEFAULT_SCOPE", "quantize_models",
-           "quantize_target", "ImageSet", "build_sets"]
+__all__ = ["QuantOutput", "QuantizeContext", "QuantizeReport", "FloatScope", "quantize_models", "quantize_target",
+           "ImageSet", "build_sets", "validate", "float_scopes"]

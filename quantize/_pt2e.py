@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from lmliqa.export._graph import module_path, scope_prefixes, static_program
 
+from lmliqa.export._graph import ATEN_OPS, module_path, scope_prefixes, static_program
 from lmliqa.scope import FloatScope, under
 
 from .calib import ImageSet
@@ -19,7 +19,7 @@ def keep_float(scope: FloatScope, metadata: dict[str, Any], program) -> Callable
     """node -> True when SCOPE keeps it in float: it comes from a module under the scope's regions, or its aten op
     is one of the scope's op categories (layer_norm, softmax, gelu, add for residual adds, ...)."""
     prefixes = scope_prefixes(scope, metadata, program)
-    ops = set(scope.op_types("aten"))
+    ops = set(scope.op_types(ATEN_OPS))
 
     def check(node: torch.fx.Node) -> bool:
         if node.op != "call_function":

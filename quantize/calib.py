@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lmliqa.contract import PreprocessContract
+from lmliqa.errors import DatasetError
 
 DEFAULT_CALIB_IMAGES = 32      # x 9 grid crops = 288 crops ("a few hundred")
 DEFAULT_VAL_IMAGES = 96
@@ -66,7 +67,7 @@ def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_C
 
     ds = open_dataset(spec)
     if not ds.records:
-        raise ValueError(f"{spec}: no images")
+        raise DatasetError(f"{spec}: no images")
     calib_idx = evenly(len(ds.records), n_calib)
     if val_spec in (None, spec):
         return _load(ds, calib_idx, contract), _load(ds, evenly(len(ds.records), n_val, set(calib_idx)), contract)
@@ -94,7 +95,7 @@ def _load(ds, indices: list[int], contract: PreprocessContract) -> ImageSet:
         names.append(str(rec.path))
         mos.append(ds.label.to_training(rec.mos) if rec.mos is not None else np.nan)
     if not crops:
-        raise ValueError(f"none of the {len(indices)} images could be read: {failed[:3]}")
+        raise DatasetError(f"none of the {len(indices)} images could be read: {failed[:3]}")
     return ImageSet(names, crops, np.asarray(mos, dtype=np.float64), failed)
 
 

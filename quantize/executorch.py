@@ -6,6 +6,7 @@ convolution or matmul left outside the delegate fails it)."""
 from __future__ import annotations
 
 import torch
+
 from lmliqa.export.executorch import lower
 
 from ._pt2e import count_kept, keep_float, quantize_program

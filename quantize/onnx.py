@@ -18,6 +18,11 @@ from .calib import ImageSet
 
 PARENT = "onnx"
 QUANTIZABLE_ONNX = ("Conv", "MatMul", "Gemm")
+# lmliqa.scope's op categories as ONNX node types (nodes from the program's aten ops are matched too: ATEN_OPS)
+ONNX_OPS: dict[str, tuple[str, ...]] = {
+    "layernorm": ("LayerNormalization",), "softmax": ("Softmax",), "gelu": ("Gelu", "Erf"), "residual_add": ("Add",),
+    "attention_matmul": (),
+}
 
 
 def quantize(ctx, onnx_tool: str = "nncf", max_drop: float | None = None, smooth_quant_alpha: float = 0.95,
@@ -48,10 +53,10 @@ def quantize(ctx, onnx_tool: str = "nncf", max_drop: float | None = None, smooth
 def onnx_nodes(scope: FloatScope, model, metadata: dict[str, Any]) -> list[str]:
     """Names of the ONNX nodes SCOPE keeps in float: nodes of its op types and every node exported from a module
     under its regions (torch.onnx records each node's module path in its ``name_scopes`` metadata)."""
-    from lmliqa.export._graph import scope_prefixes
+    from lmliqa.export._graph import ATEN_OPS, scope_prefixes
 
-    types = set(scope.op_types("onnx"))
-    aten = scope.op_types("aten")
+    types = set(scope.op_types(ONNX_OPS))
+    aten = scope.op_types(ATEN_OPS)
     prefixes = scope_prefixes(scope, metadata)
     out = []
     for node in model.graph.node:

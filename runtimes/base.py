@@ -14,26 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from lmliqa.contract import CONTRACT_VERSION, ContractError, PreprocessContract, ScoreScale
-from lmliqa.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, describe
-from lmliqa.errors import LmliqaError
+from lmliqa.contract import CONTRACT_VERSION, PreprocessContract, ScoreScale
+from lmliqa.decode import DEFAULT_MAX_PIXELS, ImageSource, describe
+from lmliqa.errors import (  # noqa: F401 - the runtime's errors, importable from here
+    ArtifactError,
+    BackendUnavailable,
+    ContractError,
+    DeviceUnavailable,
+    ImageDecodeError,
+    PrecisionUnsupported,
+)
 from lmliqa.targets import Precision
-
-
-class BackendUnavailable(LmliqaError, RuntimeError):
-    """The backend cannot run here (package missing, wrong platform, no GPU); the message says which."""
-
-
-class PrecisionUnsupported(BackendUnavailable):
-    """The backend runs here, but not in the precision asked for (it would silently run another one)."""
-
-
-class DeviceUnavailable(BackendUnavailable):
-    """The device asked for is not present (or not known to this backend); the message lists those that are."""
-
-
-class ArtifactError(LmliqaError, ValueError):
-    """A file is not an lmliqa artifact this backend can read."""
 
 
 def parse_metadata(raw: str | bytes, path: Any) -> dict[str, Any]:

@@ -63,5 +63,8 @@ def probe() -> list[Capability]:
     except ImportError as exc:
         raise BackendUnavailable("torch is not installed") from exc
     where = "CPU" + (" and CUDA" if torch.cuda.is_available() else "")
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    native = caps.get("avx512_bf16") or caps.get("amx_bf16") or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16 = f"autocast, {where}" + ("" if native else " (this CPU has no bf16 instructions: emulated, slower than fp32)")
     return [Capability("torch", Precision.FP32, Support.RUNS, f"reference, {where}"),
-            Capability("torch", Precision.BF16, Support.RUNS, f"autocast, {where}")]
+            Capability("torch", Precision.BF16, Support.RUNS, bf16)]

@@ -12,7 +12,7 @@ PHOTO = RELEASE / "golden" / "chelsea.jpg"
 
 
 def test_camera_rows_time_the_same_score_the_scorer_gives(tmp_path):
-    from lmliqa.benchmarks.bench import run_camera
+    from lmliqa.bench import run_camera
     from lmliqa.runtimes import load
 
     peak = tmp_path / "peak.json"
@@ -35,7 +35,7 @@ def test_camera_rows_time_the_same_score_the_scorer_gives(tmp_path):
 
 
 def test_folder_rows_score_every_photo_next_to_the_ceiling():
-    from lmliqa.benchmarks.bench import run_folder
+    from lmliqa.bench import run_folder
 
     rep = run_folder(RELEASE, default_artifact("torch"), RELEASE / "golden", n_images=8, batch=4, min_time=0.1,
                      progress=None)
@@ -51,7 +51,7 @@ def test_a_bench_row_reports_its_own_peak_memory_not_its_parents():
 
     ballast = bytearray(400 * 2**20)
     ballast[::4096] = b"\1" * len(ballast[::4096])            # touch every page: resident in this process
-    code = "from lmliqa.benchmarks.bench import peak_rss_mib; print(peak_rss_mib())"
+    code = "from lmliqa.bench.measure import peak_rss_mib; print(peak_rss_mib())"
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 5 < child < 300, child                             # imports numpy and lmliqa: tens of MiB, not 400+
     assert len(ballast) == 400 * 2**20

@@ -27,8 +27,8 @@ def test_default_loads_without_a_path_and_scores_its_probes():
     assert load("default").path == scorer.path
     gold = golden.read_golden(RELEASE / "golden")
     check = golden.check_probes(gold, scorer.path.name, golden.score_probes(scorer, RELEASE / "golden"))
-    assert check.ok, check.line()
-    ref = load("default", backend="torch")          # the shipped fp16-stored checkpoint, the torch reference
+    assert check.gate_pass and not check.failed, golden.probe_line(check)
+    ref = load("default", target="torch")          # the shipped fp16-stored checkpoint, the torch reference
     got = golden.score_probes(ref, RELEASE / "golden")
     for name, r in gold["reference"]["scores"].items():
         assert abs(got[name]["score"] - r["score"]) <= 1e-3

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,12 +133,16 @@ def test_deploy_teacher_ships_the_ema_weights(tmp_path, synthetic_dir):
     assert not torch.equal(model.state_dict()["head.weight"], state["student"]["net.head.weight"])
 
 
-def test_mobile_preset_learns_the_synthetic_distortions(mobile_run):
-    """A CI-sized real training run: ImageNet MobileNetV2 + decoder, 2 epochs of the mobile recipe on 10
-    references, judged on the 50 images of the 2 held-out references."""
-    _, s = mobile_run
-    assert s["n_test"] == 50 and s["steps"] == 2 * (250 // 8)
-    assert s["final"]["srcc"] > 0.6 and s["final"]["plcc"] > 0.6
+def test_mobile_preset_learns_real_photos(livec_run, livec_dev, photos, torch_scores):
+    """A CI-sized real training run (ImageNet MobileNetV2 + decoder, 3 epochs of the mobile recipe on 160 LIVE-C dev
+    photos) ranks 24 photos it never saw by their opinion scores."""
+    from scipy import stats
+
+    _, s = livec_run
+    assert s["n_train"] == 160 and s["steps"] == 3 * (160 // 8)
+    mos = {r["image"]: float(r["mos"]) for r in csv.DictReader(open(livec_dev / "scores.csv"))}
+    y = np.array([mos[Path(p).name] for p in photos])
+    assert stats.spearmanr(torch_scores, y)[0] > 0.5 and stats.pearsonr(torch_scores, y)[0] > 0.5
 
 
 def test_eval_uses_the_recorded_test_split_however_the_path_is_spelled(tmp_path, capsys, monkeypatch):

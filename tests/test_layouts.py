@@ -27,12 +27,13 @@ def test_layouts_set_the_grid_and_resize():
 
 
 def test_an_exported_layout_is_what_the_runtime_runs(tmp_path):
-    from lmliqa.export import Status, export_checkpoint
+    from lmliqa.export import export_checkpoint
     from lmliqa.runtimes import load
+    from lmliqa.stages import Outcome
 
     ckpt = default_artifact("torch")
     (res,) = export_checkpoint(ckpt, ["onnx"], tmp_path, layout="fast")
-    assert res.status is Status.OK
+    assert res.outcome is Outcome.OK
     onnx = load(tmp_path / "mobile.onnx")
     assert onnx.describe()["layout"] == "fast" and onnx.describe()["eval_crops"] == 4
     got = onnx.score(str(PHOTO))
@@ -54,12 +55,13 @@ def test_flip_layout_scores_each_grid_crop_and_its_mirror_image():
 
 def test_flip_layout_exported_runs_every_crop_through_the_runtime(tmp_path):
     """The flip is the contract's, so an artifact exported with it feeds 18 crops and averages them, as torch."""
-    from lmliqa.export import Status, export_checkpoint
+    from lmliqa.export import export_checkpoint
     from lmliqa.runtimes import load
+    from lmliqa.stages import Outcome
 
     ckpt = default_artifact("torch")
     (res,) = export_checkpoint(ckpt, ["onnx"], tmp_path, layout="accurate_flip")
-    assert res.status is Status.OK
+    assert res.outcome is Outcome.OK
     onnx = load(tmp_path / "mobile.onnx")
     assert onnx.describe()["eval_crops"] == 18
     got = onnx.score(str(PHOTO))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmliqa.config import PRESETS
+from lmliqa import presets
 from lmliqa.models.network import build_model
 from lmliqa.train.config import TrainConfig
 from lmliqa.train.engine import make_scheduler, param_groups
@@ -92,7 +92,7 @@ def test_salient_index_follows_a_planted_peak():
 
 def test_vit_cls_attention_is_the_explicit_softmax():
     torch.manual_seed(0)
-    net = build_model(PRESETS["tiny"], pretrained="none").eval()
+    net = build_model(presets.get("tiny").config, pretrained="none").eval()
     vit = net.encoder.vit
     x = torch.randn(2, 3, 96, 96)
     a = vit_cls_attention(vit, x)
@@ -113,7 +113,7 @@ def test_vit_cls_attention_is_the_explicit_softmax():
 
 def test_decoder_saliency_picks_the_crop_under_the_attention():
     torch.manual_seed(0)
-    student = LMLModel(build_model(PRESETS["tiny"], pretrained="none"))
+    student = LMLModel(build_model(presets.get("tiny").config, pretrained="none"))
     teacher = EMATeacher(student, 0.9)
     whole = torch.rand(2, 3, 96, 96) * 255
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.0, 0.5, 0.5, 1.0]]).expand(2, 3, 4)
@@ -124,7 +124,7 @@ def test_decoder_saliency_picks_the_crop_under_the_attention():
 
 def test_ema_update_is_exact():
     torch.manual_seed(0)
-    student = LMLModel(build_model(PRESETS["tiny"], pretrained="none"))
+    student = LMLModel(build_model(presets.get("tiny").config, pretrained="none"))
     teacher = EMATeacher(student, momentum=0.75)
     for p, t in zip(student.parameters(), teacher.module.parameters()):
         assert torch.equal(p, t) and not t.requires_grad
@@ -155,7 +155,7 @@ def test_deiqt_step_schedule_keeps_its_quirk():
 
 
 def test_cosine_schedule_and_param_groups():
-    student = LMLModel(build_model(PRESETS["tiny"], pretrained="none"))
+    student = LMLModel(build_model(presets.get("tiny").config, pretrained="none"))
     cfg = TrainConfig(schedule="cosine", warmup_epochs=1, lr=1e-3, min_lr=1e-6, weight_decay=0.05,
                       backbone_lr_scale=0.1)
     groups = param_groups(student, cfg)

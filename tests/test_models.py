@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lmliqa.config import PRESETS, get_preset
+from lmliqa import presets
 from lmliqa.contract import PreprocessContract
 from lmliqa.models import weights as weights_mod
 from lmliqa.models.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
@@ -27,7 +27,7 @@ def test_import_lmliqa_and_runtimes_without_torch():
 
 
 def test_paper_preset_is_deiqt_size_and_cost():
-    cfg = get_preset("paper")
+    cfg = presets.get("paper").config
     with torch.device("meta"):
         model = build_model(cfg, pretrained="none")
     # method.md §2.3: encoder 21,674,496 + decoder layer 2,366,592 + panels 2,304 + head 384
@@ -56,9 +56,9 @@ def test_panel_decoder_matches_torch_transformer_decoder_layer():
     torch.testing.assert_close(attn.sum(-1), torch.ones(3, 6))
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(presets.names()))
 def test_presets_forward_dynamic_batch(name):
-    cfg = PRESETS[name]
+    cfg = presets.get(name).config
     model = build_model(cfg, pretrained="none").eval()
     s = cfg.contract.crop_size
     for b in (1, 3):
@@ -69,7 +69,7 @@ def test_presets_forward_dynamic_batch(name):
 
 
 def test_normalisation_happens_inside_the_network():
-    cfg = PRESETS["tiny"]
+    cfg = presets.get("tiny").config
     model = build_model(cfg, pretrained="none").eval()
     x = np.random.default_rng(0).uniform(0, 255, (2, 3, 96, 96)).astype(np.float32)
     with torch.no_grad():
@@ -109,7 +109,7 @@ def test_offline_weights_feed_the_mobile_presets():
     import timm
 
     for name in ("mobile", "mobile-lite0", "mobile-lite1", "mobile-lite2"):
-        cfg = PRESETS[name]
+        cfg = presets.get(name).config
         model = build_model(cfg)  # offline weights
         ref = timm.create_model(cfg.backbone, num_classes=0)
         weights_mod.load_offline_weights(ref, cfg.backbone)
@@ -118,24 +118,49 @@ def test_offline_weights_feed_the_mobile_presets():
 
 
 def test_offline_weights_checksum_is_enforced(monkeypatch):
-    entry = weights_mod.OFFLINE_WEIGHTS["mobilenetv2_100"]
-    bad = weights_mod.OfflineWeights(entry.package, entry.relpath, "0" * 64, entry.pip, entry.source)
-    monkeypatch.setitem(weights_mod.OFFLINE_WEIGHTS, "mobilenetv2_100", bad)
-    with pytest.raises(weights_mod.WeightsError, match="expected 0000"):
+    import dataclasses
+
+    from lmliqa.errors import WeightsError
+
+    b = presets.get_backbone("mobilenetv2_100")
+    bad = dataclasses.replace(b, offline_weights=dataclasses.replace(b.offline_weights, sha256="0" * 64))
+    monkeypatch.setitem(presets._BACKBONES, "mobilenetv2_100", bad)
+    with pytest.raises(WeightsError, match="expected 0000"):
         weights_mod.offline_state_dict("mobilenetv2_100")
-    with pytest.raises(weights_mod.WeightsError, match="no offline weights"):
+    with pytest.raises(WeightsError, match="no offline weights"):
         weights_mod.offline_state_dict("resnet50")
+
+
+def test_the_model_registry_says_everything_about_a_preset_but_its_weights():
+    """One entry per preset: backbone, offline weights and their hash, regions, scopes, recipe, licence; the network
+    built from it reads its regions from the entry, and a preset's recipe ships in the package."""
+    from lmliqa.models.network import build_model
+
+    for p in presets.presets():
+        b = p.backbone
+        assert b.float_scope and b.weights_licence and set(b.network_regions) >= {"head", "decoder", "stem"}
+        assert p.recipe_path is None or p.recipe_path.is_file(), p.name
+        assert p.config.backbone == b.name and p.config.pretrained == b.pretrained
+        if b.offline_weights:
+            assert len(b.offline_weights.sha256) == 64 and b.offline_weights.pip.startswith(b.offline_weights.package
+                                                                                            .replace("_", "-"))
+        with torch.device("meta"):
+            net = build_model(p.config, pretrained="none")
+        assert net.regions == b.network_regions and net.encoder.kind == b.kind
+    assert presets.get("mobile-lite1").recipe == "mobile"
+    with pytest.raises(presets.PresetError, match="unknown preset 'nope'"):
+        presets.get("nope")
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
     torch.manual_seed(1)
-    model = build_model(PRESETS["tiny"], pretrained="none").eval()
+    model = build_model(presets.get("tiny").config, pretrained="none").eval()
     path = save_checkpoint(tmp_path / "m.safetensors", model, extra={"trained_on": "test"})
     back, meta = load_checkpoint(path)
     x = torch.rand(2, 3, 96, 96) * 255
     with torch.no_grad():
         assert torch.equal(model(x), back.eval()(x))
-    assert meta["config"]["contract"] == PRESETS["tiny"].contract.to_dict()
+    assert meta["config"]["contract"] == presets.get("tiny").config.contract.to_dict()
     assert meta["extra"] == {"trained_on": "test"}
     assert read_metadata(path)["config"]["name"] == "tiny"
     assert not list(tmp_path.glob("*.tmp"))
@@ -163,4 +188,4 @@ def test_info_json_reports_presets_and_backends(capsys):
     assert presets["mobile"]["params"] < 6e6 and presets["mobile"]["pretrained"] == "offline"
     found = {t["target"]: t for t in info["targets"]}
     assert found["torch"]["stages"] == {"runtime": True} and found["torch"]["versions"]["torch"]
-    assert set(found) == {"torch", "onnx", "openvino", "coreml", "tensorrt", "litert", "executorch"}
+    assert set(found) == {"torch", "onnx", "openvino", "coreml", "tensorrt", "litert", "executorch", "web"}

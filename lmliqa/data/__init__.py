@@ -1,8 +1,9 @@
 """IQA datasets: the 8 benchmarks in their native layouts, plain folders and the synthetic default.
 
-A data spec string selects a reader: ``livec:PATH``, ``koniq10k:PATH``, ``csiq:PATH``, ``live:PATH``,
-``tid2013:PATH``, ``kadid10k:PATH``, ``spaq:PATH``, ``livefb:PATH``, ``folder:PATH`` or ``synthetic``
-(optionally ``synthetic:PATH`` to build it in PATH instead of the cache).
+A data spec string selects a reader (lmliqa.data.readers.READERS, one registered entry per database: its reader,
+its name, its licence): ``livec:PATH``, ``koniq10k:PATH``, ``csiq:PATH``, ``live:PATH``, ``tid2013:PATH``,
+``kadid10k:PATH``, ``spaq:PATH``, ``livefb:PATH``, ``folder:PATH`` or ``synthetic`` (optionally ``synthetic:PATH``
+to build it in PATH instead of the cache). A new data set is one ``register_reader(Reader(...))``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,44 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import DatasetError, IQADataset, LabelSpec, Record
-from .readers import ALIASES, READERS
+from ..errors import DatasetError
+from .base import IQADataset, LabelSpec, Record
+from .readers import ALIASES, READERS, Reader, register_reader
+from .splits import resolve_split
 
-__all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "open_dataset", "outside_root", "SPEC_NAMES"]
+__all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "Reader", "open_dataset", "outside_root",
+           "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help"]
 
-SPEC_NAMES = sorted(READERS) + ["synthetic"]
+SYNTHETIC_LICENCE = ("lmliqa's synthetic set: CC0 / public-domain photos shipped in scikit-image, scikit-learn and "
+                     "matplotlib wheels, distorted, scored by SSIM (not human opinion)")
+
+
+def spec_names() -> list[str]:
+    return sorted(READERS) + ["synthetic"]
+
+
+def spec_help() -> str:
+    """The data specs, for --help texts."""
+    return ", ".join(f"{n}:PATH" for n in READERS) + " or synthetic"
+
+
+def licence_of(spec: str | None) -> str:
+    """The licence of the data a spec names: its reader's; for a folder holding a copy of a registered database
+    (recognised by the notice that must travel with every copy), that database's."""
+    if not spec:
+        return "unknown"
+    name, _, arg = spec.partition(":")
+    name = ALIASES.get(name.lower(), name.lower())
+    if name == "synthetic":
+        return SYNTHETIC_LICENCE
+    reader = READERS.get(name)
+    if reader is None:
+        return "unknown"
+    if name == "folder" and arg:
+        for r in READERS.values():
+            if r.marker and (Path(arg).expanduser() / r.marker).is_file():
+                return r.licence
+    return reader.licence
 
 
 def open_dataset(spec: str, seed: int = 0, strict: bool = True) -> IQADataset:
@@ -54,18 +87,18 @@ def _read(spec: str, seed: int) -> IQADataset:
         from .synthetic import build_synthetic
 
         folder = build_synthetic(Path(arg).expanduser() if arg else None, seed=seed)
-        ds = READERS["folder"](folder)
+        ds = READERS["folder"].read(folder)
         ds.name, ds.spec = "synthetic", spec
         ds.notes.append("embedded demo/test set: pseudo-MOS = 100 x SSIM, not human opinion")
         return ds
     if name not in READERS:
-        raise DatasetError(f"unknown dataset {name!r} in spec {spec!r}; use one of {SPEC_NAMES} as NAME:PATH")
+        raise DatasetError(f"unknown dataset {name!r} in spec {spec!r}; use one of {spec_names()} as NAME:PATH")
     if not arg:
         raise DatasetError(f"spec {spec!r} needs a path: {name}:PATH")
     root = Path(arg).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{name}: dataset root {root} is not a directory")
-    ds = READERS[name](root)
+    ds = READERS[name].read(root)
     ds.spec = spec
     if not ds.records:
         raise DatasetError(f"{spec}: the label file lists no images")

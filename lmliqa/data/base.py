@@ -8,11 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LmliqaError
-
-
-class DatasetError(LmliqaError, RuntimeError):
-    """A dataset cannot be read as asked; the message names the file or field at fault."""
+from ..errors import DatasetError
 
 
 @dataclass(frozen=True)

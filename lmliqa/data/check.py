@@ -13,25 +13,33 @@ from .base import IQADataset
 MAX_LISTED = 50  # problems listed in full; the counts always cover all of them
 
 
-def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -> dict[str, Any]:
-    mos = ds.mos
-    problems: list[dict[str, str]] = []
-    counts: Counter[str] = Counter()
+class Problems:
+    """What is wrong with a dataset: every problem counted, the first MAX_LISTED listed."""
 
-    def problem(kind: str, path: object, detail: str) -> None:
-        counts[kind] += 1
-        if len(problems) < MAX_LISTED:
-            problems.append({"kind": kind, "file": str(path), "detail": detail})
+    def __init__(self) -> None:
+        self.listed: list[dict[str, str]] = []
+        self.counts: Counter[str] = Counter()
 
+    def add(self, kind: str, path: object, detail: str) -> None:
+        self.counts[kind] += 1
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append({"kind": kind, "file": str(path), "detail": detail})
+
+
+def _check_labels(ds: IQADataset, problems: Problems) -> None:
     for path, why in ds.refused:             # label entries that leave the dataset root: never opened
-        problem("outside_root", path, why)
+        problems.add("outside_root", path, why)
     for path, n in Counter(r.path for r in ds.records).items():
         if n > 1:
-            problem("duplicate", path, f"listed {n} times")
+            problems.add("duplicate", path, f"listed {n} times")
     lo, hi = ds.label.lo, ds.label.hi
     for r in ds.records:
         if not lo <= r.mos <= hi:
-            problem("label_out_of_range", r.path, f"{r.mos} outside the nominal range [{lo}, {hi}]")
+            problems.add("label_out_of_range", r.path, f"{r.mos} outside the nominal range [{lo}, {hi}]")
+
+
+def _check_images(ds: IQADataset, problems: Problems, min_side: int, progress: bool) -> np.ndarray:
+    """Open every image's header; returns the (width, height) of the readable ones."""
     records = ds.records
     if progress:
         from tqdm import tqdm
@@ -39,41 +47,37 @@ def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -
     sizes = []
     for r in records:
         if not r.path.is_file():
-            problem("missing", r.path, "file not found")
+            problems.add("missing", r.path, "file not found")
             continue
         try:
             with Image.open(r.path) as im:  # reads the header only
                 w, h = im.size
         except Exception as exc:
-            problem("unreadable", r.path, f"{type(exc).__name__}: {exc}")
+            problems.add("unreadable", r.path, f"{type(exc).__name__}: {exc}")
             continue
         sizes.append((w, h))
         if min(w, h) < min_side:
-            problem("small", r.path, f"{w}x{h} is below {min_side}px; the contract upscales it")
-    wh = np.array(sizes) if sizes else np.zeros((0, 2))
+            problems.add("small", r.path, f"{w}x{h} is below {min_side}px; the contract upscales it")
+    return np.array(sizes) if sizes else np.zeros((0, 2))
+
+
+def check_dataset(ds: IQADataset, min_side: int = 224, progress: bool = False) -> dict[str, Any]:
+    problems = Problems()
+    _check_labels(ds, problems)
+    wh = _check_images(ds, problems, min_side, progress)
+    mos, counts = ds.mos, problems.counts
+    stat = (lambda f: float(f(mos)) if len(mos) else float("nan"))  # noqa: E731
     return {
-        "dataset": ds.name,
-        "spec": ds.spec,
-        "root": str(ds.root),
-        "n": len(ds),
-        "n_groups": len(set(ds.groups)),
-        "split_by": ds.split_by,
-        "label": ds.label.name,
-        "higher_is_better": ds.label.higher_is_better,
-        "label_range": [lo, hi],
-        "training_scale": list(ds.label.training_range),
-        "mos_min": float(mos.min()) if len(mos) else float("nan"),
-        "mos_mean": float(mos.mean()) if len(mos) else float("nan"),
-        "mos_max": float(mos.max()) if len(mos) else float("nan"),
-        "mos_std": float(mos.std()) if len(mos) else float("nan"),
-        "n_readable": len(sizes),
+        "dataset": ds.name, "spec": ds.spec, "root": str(ds.root), "n": len(ds), "n_groups": len(set(ds.groups)),
+        "split_by": ds.split_by, "label": ds.label.name, "higher_is_better": ds.label.higher_is_better,
+        "label_range": [ds.label.lo, ds.label.hi], "training_scale": list(ds.label.training_range),
+        "mos_min": stat(np.min), "mos_mean": stat(np.mean), "mos_max": stat(np.max), "mos_std": stat(np.std),
+        "n_readable": len(wh),
         "width_range": [int(wh[:, 0].min()), int(wh[:, 0].max())] if len(wh) else None,
         "height_range": [int(wh[:, 1].min()), int(wh[:, 1].max())] if len(wh) else None,
         "distortions": dict(sorted(Counter(r.distortion for r in ds.records if r.distortion).items())),
-        "contract_hints": ds.contract_hints,
-        "notes": ds.notes,
-        "problem_counts": dict(counts),
-        "problems": problems,
+        "contract_hints": ds.contract_hints, "notes": ds.notes,
+        "problem_counts": dict(counts), "problems": problems.listed,
         "ok": not (counts["missing"] or counts["unreadable"] or counts["duplicate"] or counts["outside_root"]),
     }
 

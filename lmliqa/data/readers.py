@@ -9,6 +9,8 @@ and loading never substitutes anything for an unreadable image (DEIQT silently f
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import DatasetError, IQADataset, LabelSpec, Record, first_existing_dir, parse_float, require_file
@@ -215,15 +217,42 @@ def read_folder(root: Path) -> IQADataset:
     return IQADataset("folder", f"folder:{root}", root, records, LabelSpec(0.0, 100.0), split_by=split_by)
 
 
-READERS = {
-    "live": read_live,
-    "csiq": read_csiq,
-    "tid2013": read_tid2013,
-    "kadid10k": read_kadid,
-    "livec": read_livec,
-    "koniq10k": read_koniq,
-    "spaq": read_spaq,
-    "livefb": read_livefb,
-    "folder": read_folder,
-}
-ALIASES = {"kadid": "kadid10k", "koniq": "koniq10k", "tid": "tid2013", "flive": "livefb", "livechallenge": "livec"}
+@dataclass(frozen=True)
+class Reader:
+    """A data-spec reader: ``NAME:PATH`` opens PATH (the database's root in its own layout) with ``read``."""
+
+    name: str
+    read: Callable[[Path], IQADataset]
+    title: str                           # the database, as its authors name it
+    licence: str = "see the database's own terms"
+    aliases: tuple[str, ...] = ()
+    marker: str | None = None            # a file that travels with every copy (a copyright notice): identifies a copy
+                                         # of the database inside a folder: spec
+
+
+READERS: dict[str, Reader] = {}
+
+
+def register_reader(reader: Reader) -> Reader:
+    taken = [n for n in (reader.name, *reader.aliases) if n in READERS or n in ALIASES]
+    if taken:
+        raise ValueError(f"reader {reader.name!r}: {taken} already name a reader")
+    READERS[reader.name] = reader
+    ALIASES.update({a: reader.name for a in reader.aliases})
+    return reader
+
+
+ALIASES: dict[str, str] = {}
+LIVEC_LICENCE = ("LIVE In the Wild Image Quality Challenge Database (Ghadiyaram and Bovik, UT Austin): research use; "
+                 "cite the database's papers")
+
+register_reader(Reader("live", read_live, "LIVE Image Quality Assessment Database, Release 2"))
+register_reader(Reader("csiq", read_csiq, "CSIQ (Larson and Chandler)"))
+register_reader(Reader("tid2013", read_tid2013, "TID2013 (Ponomarenko et al.)", aliases=("tid",)))
+register_reader(Reader("kadid10k", read_kadid, "KADID-10k (Lin, Hosu and Saupe)", aliases=("kadid",)))
+register_reader(Reader("livec", read_livec, "LIVE In the Wild Image Quality Challenge Database", LIVEC_LICENCE,
+                       aliases=("livechallenge",), marker="LIVE_README.txt"))
+register_reader(Reader("koniq10k", read_koniq, "KonIQ-10k (Hosu et al.)", aliases=("koniq",)))
+register_reader(Reader("spaq", read_spaq, "SPAQ (Fang et al.)"))
+register_reader(Reader("livefb", read_livefb, "LIVE-FB / FLIVE (PaQ-2-PiQ, Ying et al.)", aliases=("flive",)))
+register_reader(Reader("folder", read_folder, "a folder: scores.csv + images/"))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
 from .base import IQADataset
 
 
@@ -55,3 +56,20 @@ def kfold_splits(ds: IQADataset, k: int = 5, seed: int = 0) -> list[Split]:
         test_set = set(test)
         out.append(Split(seed, [i for i in range(len(ds)) if i not in test_set], test))
     return out
+
+
+def resolve_split(split: str, ds: IQADataset, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(train, test) indices of ds for a split spec: "all" (train on everything, no test), "random:J" (split J of the
+    seeded 80/20 protocol) or "kfold:K:J" (fold J of K is the test set); SEED is the split seed."""
+    kind, *args = split.split(":")
+    if kind == "all":
+        return list(range(len(ds))), []
+    if kind == "random":
+        j = int(args[0]) if args else 0
+        s = random_splits(ds, n_splits=j + 1, seed=seed)[j]
+        return s.train, s.test
+    if kind == "kfold" and len(args) == 2:
+        k, j = int(args[0]), int(args[1])
+        s = kfold_splits(ds, k=k, seed=seed)[j]
+        return s.train, s.test
+    raise ConfigError(f"split {split!r}: use all, random:J or kfold:K:J")

@@ -40,7 +40,7 @@ DISTORTIONS: dict[str, tuple[float, ...]] = {
 }
 
 
-def _wheel_photos() -> dict[str, Path]:
+def wheel_photos() -> dict[str, Path]:
     """Real photographs that ship in scikit-image, scikit-learn and matplotlib wheels."""
     try:
         import matplotlib
@@ -124,7 +124,7 @@ def build_synthetic(out: Path | None = None, seed: int = 0) -> Path:
                 return out
         except json.JSONDecodeError:
             pass
-    photos = _wheel_photos()
+    photos = wheel_photos()
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for ref_index, (ref, src) in enumerate(sorted(photos.items())):

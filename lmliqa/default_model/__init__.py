@@ -24,7 +24,7 @@ def manifest() -> dict[str, Any]:
 
 def default_artifact(backend: str | None = None) -> Path:
     """The shipped artifact to score with: BACKEND's if given, else the first whose runtime is installed here."""
-    from lmliqa.runtimes.base import BackendUnavailable
+    from lmliqa.errors import BackendUnavailable
 
     arts = manifest()["artifacts"]
     by_target = {a["target"]: name for name, a in arts.items()}

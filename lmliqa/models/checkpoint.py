@@ -16,14 +16,10 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..config import ModelConfig
-from ..errors import LmliqaError
+from ..errors import CheckpointError
 from .network import QualityNet, build_model
 
 META_KEY = "lmliqa"
-
-
-class CheckpointError(LmliqaError, RuntimeError):
-    """A file is not an lmliqa checkpoint, or does not fit the model it describes."""
 
 
 def save_checkpoint(path: str | Path, model: QualityNet, extra: dict[str, Any] | None = None) -> Path:

@@ -33,7 +33,7 @@ class QualityOutput(NamedTuple):
 class ViTTokens(nn.Module):
     """timm ViT: CLS token and patch tokens after the final norm (DEIQT's F_cls, F_p)."""
 
-    kind = "vit"   # its float-scope regions: lmliqa.scope.ENCODER_REGIONS
+    kind = "vit"   # how lmliqa.presets.Backbone entries name it
 
     def __init__(self, vit: nn.Module) -> None:
         super().__init__()
@@ -50,7 +50,7 @@ class ConvTokens(nn.Module):
     """timm CNN: the last feature map flattened to tokens and projected to the decoder width;
     the global-average-pooled map, projected the same way, stands in for the CLS feature."""
 
-    kind = "cnn"   # its float-scope regions: lmliqa.scope.ENCODER_REGIONS
+    kind = "cnn"   # how lmliqa.presets.Backbone entries name it
 
     def __init__(self, cnn: nn.Module, dim: int) -> None:
         super().__init__()
@@ -111,11 +111,20 @@ class QualityNet(nn.Module):
             nn.init.zeros_(attn.in_proj_bias)
 
     @property
-    def regions(self) -> dict[str, tuple[str, ...]]:
-        """Float-scope region -> module-path prefixes in this network (lmliqa.scope)."""
-        from ..scope import network_regions
+    def backbone_entry(self):
+        """This network's backbone in the model registry (lmliqa.presets): its float-scope regions and scopes."""
+        from .. import presets
 
-        return network_regions(self.encoder.kind)
+        entry = presets.get_backbone(self.config.backbone)
+        if entry.kind != self.encoder.kind:
+            raise ValueError(f"{self.config.backbone} is registered as a {entry.kind} backbone, built as "
+                             f"{self.encoder.kind}")
+        return entry
+
+    @property
+    def regions(self) -> dict[str, tuple[str, ...]]:
+        """Float-scope region -> module-path prefixes in this network (lmliqa.scope, lmliqa.presets)."""
+        return self.backbone_entry.network_regions
 
     def forward_all(self, x: torch.Tensor, need_attn: bool = False) -> QualityOutput:
         x = (x - self.pixel_mean) / self.pixel_std

@@ -1,4 +1,5 @@
-"""Training configuration: defaults < preset YAML (configs/train/<preset>.yaml) < --config FILE < CLI flags."""
+"""Training configuration: defaults < the preset's recipe (lmliqa/recipes/<recipe>.yaml, named by its model-registry
+entry) < --config FILE < CLI flags < --set."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LmliqaError
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "train"
+from ..errors import ConfigError, ResumeError  # noqa: F401 - ResumeError: importable from here
 
 
 @dataclass
@@ -87,10 +86,6 @@ RESUME_MAY_CHANGE = frozenset({"out", "resume", "device", "threads", "workers", 
                                "eval_teacher", "log_every", "checkpoint_every", "max_steps", "epochs"})
 
 
-class ResumeError(LmliqaError, RuntimeError):
-    """A training state cannot be resumed from (foreign file, other options or split); the message says why."""
-
-
 def _load_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -98,17 +93,19 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(f) or {}
     unknown = set(data) - set(TrainConfig.fields())
     if unknown:
-        raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
+        raise ConfigError(f"{path}: unknown training options {sorted(unknown)}")
     fields = TrainConfig.fields()
     return {k: _coerce(fields[k], v) for k, v in data.items()}
 
 
 def resolve_config(preset: str, config_file: str | None = None, **overrides: Any) -> TrainConfig:
     """Merge the layers; overrides whose value is None are ignored (flags not given)."""
+    from .. import presets
+
     values: dict[str, Any] = {"preset": preset}
-    preset_yaml = CONFIG_DIR / f"{preset}.yaml"
-    if preset_yaml.is_file():
-        values.update(_load_yaml(preset_yaml))
+    recipe = presets.get(preset).recipe_path
+    if recipe is not None:
+        values.update(_load_yaml(recipe))
     if config_file:
         values.update(_load_yaml(Path(config_file)))
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -126,7 +123,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}")
         out[key] = _coerce(fields[key], yaml.safe_load(raw))
     return out
 
@@ -138,7 +135,7 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         try:
             return kind(float(value)) if kind is int else float(value)
         except ValueError:
-            raise ValueError(f"{f.name}: {value!r} is not a number") from None
+            raise ConfigError(f"{f.name}: {value!r} is not a number") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value

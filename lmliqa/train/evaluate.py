@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .contract import PreprocessContract
-from .data.base import IQADataset
-from .metrics import iqa_metrics
-from .train.loader import EvalCrops, collate_eval
+from ..contract import PreprocessContract
+from ..data.base import IQADataset
+from ..metrics import iqa_metrics
+from .loader import EvalCrops, collate_eval
 
 
 @dataclass
@@ -68,8 +69,6 @@ def predict(model: torch.nn.Module, ds: IQADataset, indices: list[int] | None = 
 
 def _same_dataset(extra: dict, ds: IQADataset) -> bool:
     """Was the checkpoint trained on this dataset (same reader, same folder, however the path was spelled)?"""
-    from pathlib import Path
-
     if "dataset_root" in extra:
         return extra.get("dataset_name") == ds.name and Path(extra["dataset_root"]) == ds.root.resolve()
     return extra.get("dataset") == ds.spec
@@ -78,14 +77,13 @@ def _same_dataset(extra: dict, ds: IQADataset) -> bool:
 def evaluate_checkpoints(paths: list[str], data: str, split: str = "test", splits: int = 0,
                          protocol: str = "grid", crops: int = 10, seed: int = 0, device: str = "cpu") -> dict:
     """Evaluate one or more checkpoints on a dataset; with several, report the median too."""
-    from pathlib import Path
-
-    from .data import open_dataset
-    from .models.checkpoint import load_checkpoint
+    from ..data import open_dataset, resolve_split
+    from ..errors import ConfigError
+    from ..models.checkpoint import load_checkpoint
 
     if splits:
         if len(paths) != 1 or not Path(paths[0]).is_dir():
-            raise ValueError("--splits N takes one protocol folder (the --out of `lmliqa train --split repeat:N`)")
+            raise ConfigError("--splits N takes one protocol folder (the --out of `lmliqa train --split repeat:N`)")
         paths = [str(Path(paths[0]) / f"split_{j}" / "final.safetensors") for j in range(splits)]
     ds = open_dataset(data, seed=seed)
     runs = []
@@ -94,10 +92,7 @@ def evaluate_checkpoints(paths: list[str], data: str, split: str = "test", split
         extra = meta.get("extra", {})
         indices = None
         if split == "test" and _same_dataset(extra, ds) and extra.get("split", "all") != "all":
-            from .train.config import TrainConfig
-            from .train.engine import resolve_split
-
-            _, indices = resolve_split(TrainConfig(split=extra["split"], split_seed=extra.get("split_seed", 0)), ds)
+            _, indices = resolve_split(extra["split"], ds, seed=extra.get("split_seed", 0))
         preds = predict(model, ds, indices, device=device,
                         random_crops=crops if protocol == "deiqt-random" else 0, seed=seed)
         runs.append({"checkpoint": str(path), "protocol": protocol,
@@ -107,3 +102,30 @@ def evaluate_checkpoints(paths: list[str], data: str, split: str = "test", split
     if len(runs) > 1:
         out["median"] = {k: float(np.median([r[k] for r in runs])) for k in ("srcc", "plcc", "krcc", "rmse")}
     return out
+
+
+# ------------------------------------------------------------------------------------------ fold runs
+def fold_checkpoint(run: str | Path) -> Path:
+    """A fold run folder's final.safetensors, or RUN itself when it is a checkpoint file."""
+    return Path(run) / "final.safetensors" if Path(run).is_dir() else Path(run)
+
+
+def held_out_indices(checkpoint: Path) -> tuple[IQADataset, dict, list[int]]:
+    """(the dataset, the checkpoint's recorded training extras, the indices of the photos it held out)."""
+    from ..data import open_dataset, resolve_split
+    from ..errors import ConfigError
+    from ..models.checkpoint import read_metadata
+
+    extra = read_metadata(checkpoint)["extra"]
+    ds = open_dataset(extra["dataset"])
+    _, test = resolve_split(extra["split"], ds, seed=extra["split_seed"])
+    if not test:
+        raise ConfigError(f"{checkpoint}: trained on split {extra['split']!r}, which holds nothing out")
+    return ds, extra, test
+
+
+def held_out(checkpoint: Path) -> tuple[str, str, list[str], np.ndarray]:
+    """(data spec, split, held-out image paths, their training-scale MOS) recorded by a fold checkpoint."""
+    ds, extra, test = held_out_indices(checkpoint)
+    return extra["dataset"], extra["split"], [str(ds.records[i].path) for i in test], \
+        np.array([ds.label.to_training(ds.records[i].mos) for i in test])

@@ -12,14 +12,13 @@ from lmliqa.targets import Precision, Stage, Support, Target, TargetError
 
 
 def test_every_command_covers_every_target(exported, quantized, livec_dev, photos, tmp_path):
-    from lmliqa.benchmarks.bench import candidates
-
+    from lmliqa.bench import candidates
     from lmliqa.cli import build_parser
     from lmliqa.info import gather
     from lmliqa.parity import run_parity
 
     names = targets.names()
-    assert names == ["onnx", "openvino", "coreml", "tensorrt", "litert", "executorch"]
+    assert names == ["onnx", "openvino", "coreml", "tensorrt", "litert", "executorch", "web"]
     info = gather()
     assert [t["target"] for t in info["targets"]] == ["torch"] + names
     caps = {(c["target"], c["precision"]) for c in info["capabilities"]}
@@ -28,24 +27,24 @@ def test_every_command_covers_every_target(exported, quantized, livec_dev, photo
 
     parser = build_parser()
     export_args = parser.parse_args(["export", "--checkpoint", "c", "--out", "o"])
-    assert export_args.formats.split(",") == targets.names(Stage.EXPORT) == names
+    assert export_args.targets.split(",") == targets.names(Stage.EXPORT) == names
     quantize_args = parser.parse_args(["quantize", "--out", "o"])
-    assert quantize_args.formats.split(",") == targets.names(Stage.QUANTIZE) == names
+    assert quantize_args.targets.split(",") == targets.names(Stage.QUANTIZE) == names
     score_choices = next(a for a in parser._subparsers._group_actions[0].choices["score"]._actions
-                         if a.dest == "backend").choices
-    assert {n for t in targets.targets() for n in (t.name, t.runtime)} <= set(score_choices)
+                         if a.dest == "target").choices
+    assert {t.name for t in targets.targets(reference=True)} == set(score_choices)
 
     ckpt, out, results = exported
-    assert set(results) == set(names) and all(r.status.value in ("ok", "partial") for r in results.values())
+    assert set(results) == set(names) and all(r.outcome.wrote for r in results.values())
     _, qout, report = quantized
-    assert [r["target"] for r in report["results"]] == names
-    found = {a.target.name for a in targets.discover(out)} | {a.target.name for a in targets.discover(qout)}
+    assert list(dict.fromkeys(r.target for r in report.results)) == names
+    found = {a.target.name for a in targets.discover(out)}
     assert found >= set(names) - {"tensorrt"}      # TensorRT's engines need TensorRT; its ONNX forms run as onnx
 
     parity = run_parity(ckpt, out, f"folder:{livec_dev}", limit=4)
-    assert {c["target"] for c in parity["capability"]} == found & {a.target.name for a in targets.discover(out)}
+    assert {r.target for r in parity.results} == found
     bench_targets = {t.name for _, t, _, _ in candidates(qout, ckpt)}
-    assert bench_targets >= {"torch", "onnx", "openvino", "coreml", "litert", "executorch"}
+    assert bench_targets >= {"torch", "onnx", "openvino", "coreml", "litert", "executorch", "web"}
 
 
 DUMMY = '''
@@ -92,46 +91,49 @@ def dummy_target(tmp_path, monkeypatch):
     targets.unregister("dummy")
 
 
-def test_a_new_target_is_one_registry_entry(dummy_target, mobile_run, livec_dev, tmp_path, capsys):
+def test_a_new_target_is_one_registry_entry(dummy_target, livec_run, livec_dev, tmp_path, capsys):
     """A target defined here, with no change anywhere else, appears in info, export, parity and bench."""
-    from lmliqa.benchmarks.bench import run_bench
-
+    from lmliqa.bench import run_bench
     from lmliqa.cli import main
     from lmliqa.parity import run_parity
 
-    out_dir, _ = mobile_run
+    out_dir, _ = livec_run
     ckpt, out = out_dir / "final.safetensors", tmp_path / "out"
     assert main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert {"target": "dummy", "precision": "fp32", "support": "runs here",
             "note": "ONNX Runtime under another name", "status": "runs here: ONNX Runtime under another name"} \
         in info["capabilities"]
-    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--formats", "dummy", "--json"]) == 0
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--targets", "dummy", "--json"]) == 0
     (res,) = json.loads(capsys.readouterr().out)
-    assert res["status"] == "ok" and res["paths"] == [str(out / "mobile.dummy")]
+    assert res["outcome"] == "ok" and res["paths"] == [str(out / "mobile.dummy")]
     report = run_parity(ckpt, out, f"folder:{livec_dev}", limit=4)
-    (row,) = report["rows"]
-    assert row["target"] == "dummy" and row["backend"] == "dummy" and row["gate_pass"] and row["max_abs"] <= 0.01
+    (row,) = report.rows
+    assert row.target == "dummy" and row.details["runtime"] == "dummy" and row.gate_pass
+    assert row.fidelity.max_abs <= 0.01
     bench = run_bench(out, ckpt, [1], iters=1, min_time=0.0, warmup=0, progress=None)
     assert {(r["target"], r["batch"]) for r in bench["rows"]} == {("torch", 1), ("dummy", 1)}, bench["skipped"]
 
 
-def test_an_option_for_a_target_not_chosen_is_an_error(mobile_run, tmp_path, capsys):
+def test_an_option_for_a_target_not_chosen_is_an_error(livec_run, tmp_path, capsys):
+    from lmliqa.cli import main
     from lmliqa.export import export_checkpoint
 
-    from lmliqa.cli import main
-
-    out_dir, _ = mobile_run
+    out_dir, _ = livec_run
     ckpt = out_dir / "final.safetensors"
     with pytest.raises(TargetError, match="--keep-f32 applies to openvino, which is not among the chosen targets"):
         export_checkpoint(ckpt, ["onnx", "litert"], tmp_path, keep_f32="none")
-    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--formats", "onnx",
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--targets", "onnx",
                  "--openvino-fp16-weights"]) == 2
     assert "--openvino-fp16-weights applies to openvino" in capsys.readouterr().err
-    assert main(["quantize", "--out", str(tmp_path), "--formats", "litert", "--onnx-tool", "ort"]) == 2
+    assert main(["quantize", "--out", str(tmp_path), "--targets", "litert", "--onnx-tool", "ort"]) == 2
     assert "--onnx-tool applies to onnx" in capsys.readouterr().err
-    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--formats", "onnx,tflite"]) == 2
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--targets", "onnx,tflite"]) == 2
     assert "unknown target 'tflite'" in capsys.readouterr().err
+    # the old spelling still works for one release, and says so
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path), "--formats", "onnx,tflite"]) == 2
+    err = capsys.readouterr().err
+    assert "--formats is deprecated; use --targets" in err and "unknown target 'tflite'" in err
     assert not any(tmp_path.iterdir())                  # refused before anything was written
 
 

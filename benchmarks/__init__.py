@@ -1,1 +1,0 @@
-"""lmliqa.benchmarks: speed next to fidelity (lmliqa bench) and the throughput/scope measurement scripts."""
