@@ -111,14 +111,18 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(f"{web.name} {layout:<8} {threads} thread(s): page {row['page']['p50_ms']:.1f} ms, native "
                       f"{(row['native_onnxruntime'] or {}).get('p50_ms', float('nan')):.1f} ms", flush=True)
-    fp32 = next(models.glob("*_web"))
+    fp32 = next(w for w in sorted(models.glob("*_web")) if describe_folder(w)["metadata"]["precision"] == "fp32")
     out = {"provenance": prov, "chromium": chromium_version(), "photo": str(photo), "rows": rows,
-           "camera": camera(fp32, photo, args.camera_frames),
+           "camera": {"artifact": fp32.name, **camera(fp32, photo, args.camera_frames)},
            "bundles": {w.name: {k: v for k, v in describe_folder(w).items() if k != "metadata"}
                        for w in sorted(models.glob("*_web"))}}
     png = Path(args.json).with_suffix(".png")
-    golden = photo.parent
-    screenshot(fp32, photo, png, [p for p in sorted(golden.glob("coffee_*.jpg"))][:3])
+    # the screenshot shows the CC0 / public-domain golden probes (the default model's), never a data set's photos
+    from lmliqa.default_model import RELEASE
+
+    probes = RELEASE / "golden"
+    screenshot(fp32, probes / "chelsea.jpg", png, [probes / n for n in ("coffee_blur.jpg", "coffee_noise.jpg",
+                                                                          "astronaut_q8.jpg")])
     out["screenshot"] = png.name
     Path(args.json).write_text(json.dumps(out, indent=2))
     print(f"camera: {out['camera']['frames_per_s']:.1f} frames/s; wrote {args.json} and {png}")
