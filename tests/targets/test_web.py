@@ -11,8 +11,8 @@ from conftest import needs
 
 from lmliqa.runtimes import load
 
-# what Chromium decodes, but not as Pillow does (measured: 16-bit PNG and CMYK JPEG differ by one level in a third of
-# the pixels), and what it does not decode at all: refused by the page, never scored differently
+# what Chromium decodes, but not as Pillow does (16-bit PNG and CMYK JPEG: not pixel-identical in general), and what
+# it does not decode at all: refused by the page, never scored differently
 REFUSED = {"grey16.png": "16-bit PNG", "cmyk.jpg": "CMYK JPEG", "float.tif": "TIFF", "photo.tif": "TIFF"}
 
 
