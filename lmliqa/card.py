@@ -304,7 +304,11 @@ def write_report(out: Path, body: dict[str, Any], parity, bench: dict[str, Any],
 
 
 def _widened(quant) -> str:
-    """', widened to `S` for T (its artifact failed the gate with the default)' for each target that needed it."""
-    parts = sorted({f"`{','.join(r.details['scope'])}` for {r.target}" for r in quant.results
-                    if r.details.get("scope_widened")})
-    return f", widened to {'; '.join(parts)} (the default scope's artifact failed its gate)" if parts else ""
+    """'; `S` for T ...' for each target whose artifact was made with another scope than the report's: a narrower
+    one tried first (quantize/onnx.py NARROW_FIRST) or a wider one after a failed gate."""
+    default = list(quant.scope.categories)
+    parts = sorted({f"`{','.join(r.details['scope']) or 'none'}` for {r.target}"
+                    + (" (widened: the narrower scope's artifact failed its gate)" if r.details.get("scope_widened")
+                       else "")
+                    for r in quant.results if "scope" in r.details and r.details["scope"] != default})
+    return f"; {'; '.join(parts)}" if parts else ""

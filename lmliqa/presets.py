@@ -62,6 +62,11 @@ TIMM_VIT_REGIONS: dict[str, tuple[str, ...]] = {"stem": ("encoder.vit.patch_embe
 # ExecuTorch (no bias correction) miss the INT8 gate on the fold-0 model (SRCC 0.988, mean |d| 1.03 -> 0.997,
 # 0.62: README "Targets")
 NUMERICS_SCOPE = ("layernorm", "softmax", "gelu", "residual_add")
+# tried before the default by quantizers with bias correction whose float layers are expensive (a target's quantize
+# stage says so with NARROW_FIRST: ONNX through NNCF), widened to the default when the artifact fails its gate. The
+# residual adds are quantized: NNCF then quantizes each projection conv's output, which ONNX Runtime needs to run the
+# conv as QLinearConv (with them float: 0.96x the FP32 time instead of ~0.7x; benchmarks/onnx_int8.py)
+NARROW_SCOPE = ("layernorm", "softmax", "gelu", "head")
 CNN_FLOAT_SCOPE = (*NUMERICS_SCOPE, "head", "stem", "first_stage")
 VIT_FLOAT_SCOPE = (*NUMERICS_SCOPE, "head", "stem")
 # added to the default one category at a time when an INT8 artifact fails its validation gate and no scope was
@@ -92,10 +97,11 @@ class Backbone:
     hub_weights: str | None = None                  # timm's pretrained tag (needs internet)
     weights_licence: str = "no pretrained weights"
     kwargs: dict[str, Any] = field(default_factory=dict)   # timm.create_model keyword arguments
+    narrow_scope: tuple[str, ...] = NARROW_SCOPE    # tried first by NARROW_FIRST quantizers
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.regions if c not in REGION_CATEGORIES]
-        unknown += [c for c in self.float_scope + self.wider_scope + self.reduced_precision_scope
+        unknown += [c for c in self.float_scope + self.wider_scope + self.reduced_precision_scope + self.narrow_scope
                     if c not in REGION_CATEGORIES and c not in OP_CATEGORIES]
         if unknown:
             raise ValueError(f"backbone {self.name}: unknown float-scope categories {unknown}")
@@ -113,7 +119,7 @@ class Backbone:
     def scopes(self) -> dict[str, list[str]]:
         """The scopes an artifact records (export metadata), so that quantizing it needs no registry."""
         return {"default": list(self.float_scope), "wider": list(self.wider_scope),
-                "reduced_precision": list(self.reduced_precision_scope)}
+                "reduced_precision": list(self.reduced_precision_scope), "narrow": list(self.narrow_scope)}
 
 
 @dataclass(frozen=True)

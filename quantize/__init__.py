@@ -170,8 +170,7 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
 
     program, metadata = _program(out, checkpoint)
     scopes = float_scopes(metadata)
-    # no scope chosen: the default, widened step by step for a target whose artifact fails its gate
-    wider = tuple(scopes["wider"]) if scope is None else ()
+    chosen_scope = scope is not None
     if not isinstance(scope, FloatScope):
         scope = FloatScope.parse(scope, default=tuple(scopes["default"]))
     parents = _parents(out, chosen, program, metadata, verbose)
@@ -189,9 +188,11 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
         if isinstance(parent, StageResult):
             results.append(parent)
             continue
-        ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, scope, out, calib_set.record(calib),
-                              reference)
-        results += quantize_target(target, ctx, per_target[target.name], verbose, wider)
+        ladder = [scope] if chosen_scope else scope_ladder(scopes, getattr(target.stage(Stage.QUANTIZE),
+                                                                             "NARROW_FIRST", False))
+        ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, ladder[0], out,
+                              calib_set.record(calib), reference)
+        results += quantize_target(target, ctx, per_target[target.name], verbose, ladder[1:])
     from lmliqa.provenance import provenance
 
     report = QuantizeReport(str(out), metadata["source_checkpoint_sha256"], metadata["model"], scope,
@@ -211,16 +212,27 @@ def float_scopes(metadata: dict[str, Any]) -> dict[str, list[str]]:
     return presets.get_backbone(metadata["backbone"]).scopes()
 
 
+def scope_ladder(scopes: dict[str, list[str]], narrow_first: bool = False) -> list[FloatScope]:
+    """The float scopes tried in order when none was chosen: the narrow one first for a NARROW_FIRST quantizer,
+    then the default, then the default widened by one category of the wider scope at a time."""
+    ladder = [FloatScope(tuple(scopes["narrow"]))] if narrow_first and scopes.get("narrow") else []
+    ladder.append(FloatScope(tuple(scopes["default"])))
+    for extra in scopes.get("wider", []):
+        ladder.append(ladder[-1].plus(extra))
+    return ladder
+
+
 def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any], verbose: bool = False,
-                    wider: tuple[str, ...] = ()) -> list[StageResult]:
-    """One target's quantized artifacts, each validated. WIDER: float-scope categories added one at a time while an
-    artifact fails its gate (each try overwrites the last; the failed tries are recorded under ``scope_widened``)."""
+                    wider: list[FloatScope] | tuple[FloatScope, ...] = ()) -> list[StageResult]:
+    """One target's quantized artifacts, each validated, with CTX's scope and then each scope of WIDER in turn while
+    an artifact fails its gate (each try overwrites the last; the failed tries are recorded under
+    ``scope_widened``)."""
     if why := target.unavailable(Stage.QUANTIZE):
         return [StageResult(Step.QUANTIZE, target.name, Outcome.UNAVAILABLE, why)]
     tries: list[tuple[FloatScope, list[StageResult]]] = []
-    for extra in (None, *wider):
-        if extra is not None:
-            ctx = replace(ctx, scope=ctx.scope.plus(extra))
+    for next_scope in (None, *wider):
+        if next_scope is not None:
+            ctx = replace(ctx, scope=next_scope)
         try:
             res = target.stage(Stage.QUANTIZE).quantize(ctx, **options)
             checked = [validate(ctx, target, p) for p in res.paths]

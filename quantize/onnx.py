@@ -17,6 +17,11 @@ from lmliqa.scope import FloatScope, aten_op, under
 from .calib import ImageSet
 
 PARENT = "onnx"
+# The artifact is quantized from the narrow scope first (the numerics and the head only) and widened to the
+# backbone's default when it fails its gate: NNCF's bias correction keeps the stem and first stage inside the INT8
+# gate where the PT2E quantizers cannot, and on ONNX Runtime those float convs cost ~40 % of the INT8 time
+# (benchmarks/onnx_int8.py).
+NARROW_FIRST = True
 QUANTIZABLE_ONNX = ("Conv", "MatMul", "Gemm")
 # lmliqa.scope's op categories as ONNX node types (nodes from the program's aten ops are matched too: ATEN_OPS)
 ONNX_OPS: dict[str, tuple[str, ...]] = {
@@ -124,13 +129,17 @@ def quantize_ort(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, metad
 def quantize_nncf_onnx(src: Path, dst: Path, calib: ImageSet, scope: FloatScope, metadata: dict[str, Any],
                        model_type: str | None, val: ImageSet | None = None, max_drop: float | None = None,
                        contract=None, smooth_quant_alpha: float | None = None,
-                       fast_bias_correction: bool = False) -> dict[str, Any]:
+                       fast_bias_correction: bool = False, per_tensor_activations: bool = True,
+                       unsigned: bool = True) -> dict[str, Any]:
+    """NNCF's Q/DQ model of SRC at DST, in the form ONNX Runtime runs fastest (per-tensor activations, all uint8; the
+    two flags off give NNCF's own form, for benchmarks/onnx_int8.py's comparison)."""
     import nncf
     import onnx
 
     model = onnx.load(str(src))
     kwargs = _nncf_common(calib, model_type, smooth_quant_alpha, input_name=model.graph.input[0].name,
-                          fast_bias_correction=fast_bias_correction)
+                          fast_bias_correction=fast_bias_correction,
+                          per_tensor_activations=per_tensor_activations)
     kwargs["ignored_scope"] = nncf.IgnoredScope(names=onnx_nodes(scope, model, metadata), validate=False)
     if max_drop is None:
         q = nncf.quantize(model, **kwargs)
@@ -141,17 +150,28 @@ def quantize_nncf_onnx(src: Path, dst: Path, calib: ImageSet, scope: FloatScope,
             model, validation_dataset=nncf.Dataset([(c, m) for c, m in zip(val.crops, val.mos)]),
             validation_fn=validation_fn(contract), max_drop=max_drop,
             advanced_quantization_parameters=kwargs.pop("advanced_parameters", None), **kwargs)
+    n_u8 = unsigned_activations(q) if unsigned else 0
     onnx.save(q, str(dst))
     return {"tool": f"nncf {nncf.__version__} (ONNX)", "model_type": model_type or "default",
+            "activations": f"{'per-tensor' if per_tensor_activations else 'NNCF default'}, "
+                           f"{'uint8' if unsigned else 'int8/uint8 as NNCF chose'}", "weights": "int8 per-channel",
+            "n_activation_quantizers_made_unsigned": n_u8,
             "bias_correction": "fast" if fast_bias_correction else "full",
             "accuracy_control": None if max_drop is None else {"metric": "SRCC vs MOS", "max_drop": max_drop}}
 
 
 def _nncf_common(calib: ImageSet, model_type: str | None, smooth_quant_alpha: float | None = None,
-                 input_name: str | None = None, fast_bias_correction: bool = False) -> dict[str, Any]:
-    """nncf.quantize keyword arguments shared by the OpenVINO and ONNX paths."""
+                 input_name: str | None = None, fast_bias_correction: bool = False,
+                 per_tensor_activations: bool = False) -> dict[str, Any]:
+    """nncf.quantize keyword arguments shared by the OpenVINO and ONNX paths. PER_TENSOR_ACTIVATIONS: one scale per
+    activation tensor (NNCF otherwise gives depthwise-conv inputs per-channel scales, which ONNX Runtime cannot fuse
+    into QLinearConv: the INT8 model then runs float convs between Q/DQ pairs, 2.2x slower than FP32)."""
     import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        AdvancedSmoothQuantParameters,
+        QuantizationParameters,
+    )
 
     # ONNX models take a feed dict, OpenVINO models a plain array
     transform = (lambda x: {input_name: x}) if input_name else None
@@ -159,12 +179,54 @@ def _nncf_common(calib: ImageSet, model_type: str | None, smooth_quant_alpha: fl
                               "subset_size": len(calib.crops),
                               # full BiasCorrection: measured on the CI model, mean |d| 1.11 -> 0.64 (OpenVINO)
                               "fast_bias_correction": fast_bias_correction}
+    advanced: dict[str, Any] = {}
+    if per_tensor_activations:
+        advanced["activations_quantization_params"] = QuantizationParameters(per_channel=False)
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
         if smooth_quant_alpha is not None:
-            kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
-                smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=smooth_quant_alpha))
+            advanced["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=smooth_quant_alpha)
+    if advanced:
+        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(**advanced)
     return kwargs
+
+
+def unsigned_activations(model) -> int:
+    """Rewrite MODEL's int8 activation Q/DQ pairs as uint8 with the zero point moved by 128 (the same real values,
+    so the same scores); returns how many. ONNX Runtime's CPU QLinearConv takes one activation type on both sides
+    of a conv, and NNCF gives signed tensors (a block's projection conv, before its residual add) int8 but the
+    ReLU6 outputs uint8: a conv between the two stays a float conv between Q/DQ pairs. Weight quantizers (on
+    initializers) keep int8."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    types = {vi.name: vi for vi in graph.value_info}
+    n = 0
+    for q in list(graph.node):
+        if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 3 or q.input[2] not in inits:
+            continue
+        zero = numpy_helper.to_array(inits[q.input[2]])
+        users = consumers.get(q.output[0], [])
+        if zero.dtype != np.int8 or not users or any(u.op_type != "DequantizeLinear" for u in users):
+            continue
+        moved = numpy_helper.from_array((zero.astype(np.int16) + 128).astype(np.uint8), f"{q.input[2]}_uint8")
+        graph.initializer.append(moved)
+        for node in (q, *users):
+            node.input[2] = moved.name
+        if q.output[0] in types:
+            types[q.output[0]].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+        n += 1
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    return n
 
 
 def set_onnx_metadata(path: Path, metadata_json: str) -> None:

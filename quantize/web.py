@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PARENT = "onnx"
+NARROW_FIRST = True     # the ONNX target's scope ladder, so that its M_int8.onnx is reused (quantize/onnx.py)
 
 
 def quantize(ctx):

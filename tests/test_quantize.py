@@ -126,7 +126,8 @@ def test_an_int8_artifact_failing_its_gate_is_made_again_with_the_wider_scope(tm
     ctx = q.QuantizeContext(None, None, {}, None, None, FloatScope(mobile.float_scope), tmp_path, {}, np.zeros(2))
 
     monkeypatch.setattr(q, "validate", _gate_needs("second_stage"))
-    (res,) = q.quantize_target(target, ctx, {}, wider=mobile.wider_scope)
+    wider = q.scope_ladder(mobile.scopes())[1:]
+    (res,) = q.quantize_target(target, ctx, {}, wider=wider)
     assert [s.categories for s in tries] == [mobile.float_scope, mobile.float_scope + ("second_stage",)]
     assert res.details["scope"] == [*mobile.float_scope, "second_stage"] and res.gate_pass
     (failed,) = res.details["scope_widened"]
@@ -136,7 +137,7 @@ def test_an_int8_artifact_failing_its_gate_is_made_again_with_the_wider_scope(tm
     # passing at once: one try, nothing recorded; a chosen scope (no WIDER) that fails: one try, left failing
     tries.clear()
     monkeypatch.setattr(q, "validate", _gate_needs("first_stage"))
-    (res,) = q.quantize_target(target, ctx, {}, wider=mobile.wider_scope)
+    (res,) = q.quantize_target(target, ctx, {}, wider=wider)
     assert len(tries) == 1 and "scope_widened" not in res.details
     tries.clear()
     monkeypatch.setattr(q, "validate", _gate_needs("second_stage"))

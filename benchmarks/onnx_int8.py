@@ -1,0 +1,137 @@
+"""Why ONNX Runtime's INT8 was slower than its FP32 on this CPU, and what the recipe does about it (issue 25).
+
+    python benchmarks/onnx_int8.py --checkpoint default --calib folder:../shared/data/livec-dev \
+        --out benchmarks/results/DATE-onnx-int8.json
+
+Exports CHECKPOINT's FP32 ONNX, quantizes it with NNCF in each recipe variant below, and for each one records
+(1) how ONNX Runtime runs it: the node types of the graph it builds (ORT_ENABLE_EXTENDED, hardware independent):
+how many convs became QLinearConv and how many stayed float between Q/DQ pairs; (2) its time per photo (one photo =
+the contract's crops in one batch; every variant and the FP32 model timed round-robin in the same loop, so the
+ratios hold on a noisy machine); (3) its fidelity to the torch program on validation photos with the INT8 gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lmliqa.provenance import provenance
+
+# name -> (float scope key in the export's float_scopes, or "none"; per-tensor activations; all-uint8 activations)
+VARIANTS = {
+    "NNCF default form, default scope (the shipped 2026-11-27 recipe)": ("default", False, False),
+    "per-tensor activations, default scope": ("default", True, False),
+    "per-tensor uint8 activations, default scope": ("default", True, True),
+    "per-tensor uint8 activations, narrow scope (the recipe)": ("narrow", True, True),
+    "per-tensor uint8 activations, no float scope (what QAT would need to reach)": ("none", True, True),
+}
+
+
+def graph_ops(path: Path, tmp: Path) -> dict[str, int]:
+    """Node-type counts of the graph ONNX Runtime builds from PATH at its hardware-independent level."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    counts = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    keep = ("QLinearConv", "Conv", "FusedConv", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul",
+            "MatMulIntegerToFloat", "QLinearAdd", "Transpose")
+    return {k: counts.get(k, 0) for k in keep}
+
+
+def time_round_robin(paths: dict[str, Path], crops: np.ndarray, threads: int, reps: int) -> dict[str, dict]:
+    import onnxruntime as ort
+
+    sessions = {}
+    for name, p in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sessions[name] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
+    feed = {name: {s.get_inputs()[0].name: crops} for name, s in sessions.items()}
+    for name, s in sessions.items():
+        for _ in range(3):
+            s.run(None, feed[name])
+    ts: dict[str, list[float]] = {n: [] for n in sessions}
+    for _ in range(reps):
+        for name, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feed[name])
+            ts[name].append((time.perf_counter() - t0) * 1000)
+    return {n: {"p50_ms": round(float(np.median(v)), 2), "p95_ms": round(float(np.percentile(v, 95)), 2)}
+            for n, v in ts.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
+    ap.add_argument("--n-calib", type=int, default=32)
+    ap.add_argument("--n-val", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=25)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    record = {"provenance": provenance(), "checkpoint": args.checkpoint, "calib": args.calib,
+              "n_calib": args.n_calib, "n_val": args.n_val, "threads": args.threads, "reps": args.reps}
+
+    import onnxruntime as ort
+
+    from lmliqa.contract import PreprocessContract
+    from lmliqa.export import export_checkpoint
+    from lmliqa.export._graph import load_program, program_runner
+    from lmliqa.fidelity import QUANTIZED, compare
+    from lmliqa.quantize.calib import build_sets, image_scores
+    from lmliqa.quantize.onnx import quantize_nncf_onnx
+    from lmliqa.runtimes.onnxruntime import read_metadata
+    from lmliqa.scope import FloatScope
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        export_checkpoint(args.checkpoint, ["onnx"], tmp)
+        fp32 = tmp / "mobile.onnx"
+        meta = read_metadata(fp32)
+        program, _ = load_program(next(tmp.glob("*.pt2")))
+        contract = PreprocessContract.from_dict(meta["contract"])
+        calib, val = build_sets(args.calib, contract, args.n_calib, args.n_val)
+        reference = image_scores(program_runner(program), val, contract)
+        paths, rows = {"FP32": fp32}, {"FP32": {"scope": None, "ops": graph_ops(fp32, tmp)}}
+        for i, (name, (scope_key, per_tensor, unsigned)) in enumerate(VARIANTS.items()):
+            scope = FloatScope(tuple(meta["float_scopes"][scope_key]) if scope_key != "none" else ())
+            dst = tmp / f"variant{i}.onnx"
+            t0 = time.perf_counter()
+            info = quantize_nncf_onnx(fp32, dst, calib, scope, meta, None, per_tensor_activations=per_tensor,
+                                      unsigned=unsigned)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            sess = ort.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])
+            scores = image_scores(lambda c, s=sess: s.run(None, {s.get_inputs()[0].name: c})[0], val, contract)
+            fid = compare(reference, scores, val.mos, val.file_names)
+            rows[name] = {"scope": list(scope.categories), "quantize_s": round(time.perf_counter() - t0, 1),
+                          "quantization": info, "ops": graph_ops(dst, tmp),
+                          "fidelity": {"mean_abs": fid.mean_abs, "max_abs": fid.max_abs, "srcc_vs_ref": fid.srcc_vs_ref,
+                                       "material_flip_rate": fid.material_flip_rate},
+                          "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
+            paths[name] = dst
+            print(f"{name}: {rows[name]['ops']['QLinearConv']} QLinearConv, mean |d| {fid.mean_abs:.3f}", flush=True)
+        crops = val.crops[0].astype(np.float32)
+        timing = time_round_robin(paths, crops, args.threads, args.reps)
+    for name, row in rows.items():
+        row.update(timing[name], vs_fp32=round(timing[name]["p50_ms"] / timing["FP32"]["p50_ms"], 3))
+        print(f"{row['p50_ms']:7.1f} ms  {row['vs_fp32']:.2f}x FP32  {name}")
+    record.update(photo_crops=int(len(crops)), rows=rows)
+    Path(args.out).write_text(json.dumps(record, indent=2, default=str))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
