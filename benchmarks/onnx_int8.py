@@ -97,7 +97,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        export_checkpoint(args.checkpoint, ["onnx"], tmp)
+        from lmliqa.default_model import default_artifact
+
+        ckpt = default_artifact("torch") if args.checkpoint == "default" else Path(args.checkpoint)
+        export_checkpoint(ckpt, ["onnx"], tmp)
         fp32 = tmp / "mobile.onnx"
         meta = read_metadata(fp32)
         program, _ = load_program(next(tmp.glob("*.pt2")))
