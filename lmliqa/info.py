@@ -102,6 +102,9 @@ def format_info(info: dict[str, Any]) -> str:
         lines.append("  not bundled in this install (benchmarks/make_default_model.py builds it)")
         return "\n".join(lines)
     lines.append(f"  {d['name']}: " + ", ".join(f"{n} ({w})" for n, w in d["artifacts"].items()))
+    ms = d.get("measured_ms", {})
+    lines.append("  used in this order (the first whose runtime is installed; the release's batch-1 ms per photo): "
+                 + ", ".join(f"{n}" + (f" {ms[n]:.1f} ms" if n in ms else " untimed") for n in d.get("order", [])))
     t = d["trained_on"]
     lines.append(f"  trained on {t['spec']} (split {t['split']}, {t['n_images']} photos); built at commit "
                  f"{d['commit']} on {d['created']}")

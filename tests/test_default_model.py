@@ -76,3 +76,23 @@ def test_torch_free_venv_scores_a_folder_with_the_default(tmp_path):
         assert abs(float(rows[name]["score"]) - ref["score"]) <= tol, (name, rows[name], ref["score"])
     assert json.loads((RELEASE / "manifest.json").read_text())["name"] in subprocess.run(
         [str(venv / "bin" / "lmliqa"), "info"], capture_output=True, text=True, env=env).stdout
+
+
+def test_the_default_scorer_is_the_fastest_gated_artifact_the_release_timed():
+    """The order a default scorer tries the shipped artifacts in: gated ones only, by the release's measured batch-1
+    time; the untimed after the timed; the torch reference last whatever its time."""
+    from lmliqa.default_model import measured_ms, ranked
+
+    arts = {"m_int8.onnx": {"target": "onnx", "gates": [{"pass": True}]},
+            "m_int8.tflite": {"target": "litert", "gates": [{"pass": True}]},
+            "m_int8_openvino": {"target": "openvino", "gates": [{"pass": True}, {"pass": False}]},
+            "m.pte": {"target": "executorch", "gates": []},
+            "m.safetensors": {"target": "torch", "gates": []}}
+    ms = {"m_int8.onnx": 40.0, "m_int8.tflite": 11.0, "m_int8_openvino": 5.0, "m.safetensors": 1.0}
+    assert ranked(arts, ms) == ["m_int8.tflite", "m_int8.onnx", "m.pte", "m.safetensors"]
+    assert ranked(arts, {}) == ["m_int8.tflite", "m_int8.onnx", "m.pte", "m.safetensors"]   # PREFERENCE order
+    # the shipped release: its INT8 ONNX was timed and is chosen before the checkpoint
+    shipped = measured_ms()
+    order = ranked(manifest()["artifacts"], shipped)
+    assert order[-1].endswith(".safetensors") and order[0] in shipped
+    assert [manifest()["artifacts"][n]["target"] for n in order] == ["onnx", "torch"]
