@@ -35,6 +35,9 @@ def test_tensorrt_qdq_is_symmetric_int8(quantized, photos, fp32_scores):
     zps = [inits[n.input[2]] for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
            and len(n.input) > 2]
     assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    # activation scales are per-tensor (TensorRT takes per-channel scales for weights only)
+    act_scales = [inits[n.input[1]] for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    assert act_scales and all(s.size == 1 for s in act_scales)
     got = np.array([r.score for r in load(out / "mobile_int8_qdq.onnx").score_many(photos)])  # ONNX Runtime here
     assert stats.spearmanr(got, fp32_scores)[0] >= 0.98
     if not HAS_TENSORRT:
