@@ -303,12 +303,14 @@ def write_report(out: Path, body: dict[str, Any], parity, bench: dict[str, Any],
     return path
 
 
+WIDENED = " (widened: the narrower scope's artifact failed its gate or held it only at its edge)"
+
+
 def _widened(quant) -> str:
     """'; `S` for T ...' for each target whose artifact was made with another scope than the report's: a narrower
     one tried first (quantize/onnx.py NARROW_FIRST) or a wider one after a failed gate."""
     default = list(quant.scope.categories)
     parts = sorted({f"`{','.join(r.details['scope']) or 'none'}` for {r.target}"
-                    + (" (widened: the narrower scope's artifact failed its gate)" if r.details.get("scope_widened")
-                       else "")
+                    + (WIDENED if r.details.get("scope_widened") else "")
                     for r in quant.results if "scope" in r.details and r.details["scope"] != default})
     return f"; {'; '.join(parts)}" if parts else ""

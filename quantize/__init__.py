@@ -28,7 +28,7 @@ import numpy as np
 from lmliqa import presets
 from lmliqa import targets as registry
 from lmliqa.errors import BackendUnavailable, ConfigError, ExportError, first_line
-from lmliqa.fidelity import Fidelity, compare
+from lmliqa.fidelity import Fidelity, compare, gate_confidence
 from lmliqa.scope import FloatScope
 from lmliqa.stages import Outcome, StageResult, Step
 from lmliqa.targets import Artifact, Precision, Stage, Target
@@ -86,14 +86,14 @@ class QuantizeContext:
     def metadata_json(self, info: dict[str, Any], precision: Precision | str = Precision.INT8, **extra: Any) -> str:
         return json.dumps(self.artifact_metadata(info, precision, **extra), sort_keys=True)
 
-    def validate(self, path: Path, threads: int | None = None) -> tuple[Any, Fidelity]:
-        """(scorer, fidelity): the artifact loaded through lmliqa.runtimes, and its per-image scores on the
+    def validate(self, path: Path, threads: int | None = None) -> tuple[Any, Fidelity, np.ndarray]:
+        """(scorer, fidelity, scores): the artifact loaded through lmliqa.runtimes, and its per-image scores on the
         validation images against the program's."""
         from lmliqa.runtimes import load
 
         scorer = load(path, threads=threads)
         got = image_scores(scorer.infer, self.val, self.contract)
-        return scorer, compare(self.reference, got, self.val.mos, names=self.val.file_names)
+        return scorer, compare(self.reference, got, self.val.mos, names=self.val.file_names), got
 
 
 @dataclass
@@ -143,7 +143,9 @@ class QuantizeReport:
         for r in self.results:
             lines.append(r.line())
             for t in r.details.get("scope_widened", ()):
-                lines.append(f"    float scope {','.join(t['scope'])} failed the gate (mean |d| {t['mean_abs']:.3f}, "
+                verdict = "failed the gate" if t["gate_pass"] is False else (
+                    f"held the gate in only {t['gate_confidence']:.0%} of resamples")
+                lines.append(f"    float scope {','.join(t['scope'])} {verdict} (mean |d| {t['mean_abs']:.3f}, "
                              f"SRCC {t['srcc_vs_ref']:.4f}); kept in float now: {','.join(r.details['scope'])}")
         return "\n".join(lines)
 
@@ -242,7 +244,7 @@ def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any
             return [StageResult(Step.QUANTIZE, target.name, Outcome.FAILED, f"{type(exc).__name__}: {first_line(exc)}"
                                 [:400])]
         tries.append((ctx.scope, checked))
-        if not any(r.gate_pass is False for r in checked):      # an unverified artifact cannot fail
+        if not any(_needs_wider(r) for r in checked):      # an unverified artifact cannot fail
             break
     for r in checked:
         r.details.update(quantization=res.info, scope=list(ctx.scope.categories))
@@ -254,6 +256,16 @@ def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any
     return checked
 
 
+# A scope is kept when its artifacts hold their gate on the validation images with this confidence (the fraction of
+# bootstrap resamples of those images on which the gate holds: lmliqa.fidelity.gate_confidence); one that passes
+# only at the gate's edge is widened like one that fails. The widest scope is kept when it passes at all.
+MIN_GATE_CONFIDENCE = 0.9
+
+
+def _needs_wider(r: StageResult) -> bool:
+    return r.gate_pass is False or r.details.get("gate_confidence", 1.0) < MIN_GATE_CONFIDENCE
+
+
 def _try_record(results: list[StageResult], artifact: str) -> dict[str, Any]:
     """What a failed try measured for ARTIFACT (kept in the final artifact's record)."""
     r = next((r for r in results if r.artifact == artifact), None)
@@ -261,7 +273,8 @@ def _try_record(results: list[StageResult], artifact: str) -> dict[str, Any]:
         return {}
     f = r.fidelity
     return {"mean_abs": f.mean_abs, "max_abs": f.max_abs, "srcc_vs_ref": f.srcc_vs_ref,
-            "material_flip_rate": f.material_flip_rate, "gate": str(r.gate), "gate_pass": r.gate_pass}
+            "material_flip_rate": f.material_flip_rate, "gate": str(r.gate), "gate_pass": r.gate_pass,
+            "gate_confidence": r.details.get("gate_confidence")}
 
 
 def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
@@ -271,7 +284,7 @@ def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
     result = StageResult(Step.QUANTIZE, target.name, Outcome.VERIFIED, artifact=path.name, paths=[str(path)],
                          details={"runtime": runs.runtime})
     try:
-        scorer, fid = ctx.validate(path)
+        scorer, fid, got = ctx.validate(path)
     except BackendUnavailable as exc:
         note = runs.inspect(path)
         result.outcome, result.reason = (Outcome.SIMULATED, note) if note else (Outcome.NOT_VERIFIED, str(exc))
@@ -279,6 +292,7 @@ def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
         return result
     result.precision, result.weights = scorer.precision, scorer.weights
     result.fidelity, result.gate = fid, runs.gate(scorer.precision, scorer.weights)
+    result.details["gate_confidence"] = gate_confidence(result.gate, ctx.reference, got)
     return result
 
 

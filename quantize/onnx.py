@@ -49,7 +49,7 @@ def quantize(ctx, onnx_tool: str = "nncf", max_drop: float | None = None, smooth
         set_onnx_metadata(dst, ctx.metadata_json(info))
         if max_drop is None or onnx_tool == "nncf":
             break
-        _, fid = ctx.validate(dst)
+        _, fid, _ = ctx.validate(dst)
         if fid.srcc_vs_mos is None or fid.srcc_vs_mos_ref - fid.srcc_vs_mos <= max_drop:
             break
     return QuantOutput([dst], info)
