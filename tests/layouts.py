@@ -155,7 +155,25 @@ def make_folder(root: Path, n: int = 5, size=(256, 256)) -> dict:
     return {"n": n, "mos": vals}
 
 
+def make_biq2021(root: Path, n_train: int = 10, n_test: int = 4, size=(8, 8)) -> dict:
+    """BIQ2021's GitHub layout: Images/ with names like 'ss03 (7805).jpg' (one stored as .JPG while the label file
+    says .jpg, as 'ss02 (1014).JPG' is in the repository), the training file with two empty trailing columns, MOS on
+    0..1."""
+    names = [f"ss0{1 + i % 3} ({100 + i}).jpg" for i in range(n_train + n_test)]
+    vals = [round(0.05 + 0.9 * i / (len(names) - 1), 4) for i in range(len(names))]
+    for i, n in enumerate(names):
+        stored = n[:-4] + ".JPG" if i == 1 else n
+        img(root / "Images" / stored, size=size, value=(30 * i) % 256)
+    with open(root / "Train (Images and MOS).csv", "w", newline="") as f:
+        csv.writer(f).writerows([["Image Name", "MOS", "", ""]] + [[n, v, "", ""] for n, v in
+                                                                    zip(names[:n_train], vals[:n_train])])
+    with open(root / "Test (Images and MOS).csv", "w", newline="") as f:
+        csv.writer(f).writerows([["Image Name", "MOS"]] + [[n, v] for n, v in zip(names[n_train:], vals[n_train:])])
+    return {"n": len(names), "mos": [100 * v for v in vals], "n_train": n_train, "n_test": n_test}
+
+
 LAYOUTS = {
     "live": make_live, "csiq": make_csiq, "tid2013": make_tid2013, "kadid10k": make_kadid,
     "livec": make_livec, "koniq10k": make_koniq, "spaq": make_spaq, "livefb": make_livefb, "folder": make_folder,
+    "biq2021": make_biq2021,
 }

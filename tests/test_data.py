@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from layouts import LAYOUTS, make_csiq, make_kadid, make_livec, make_spaq, make_tid2013
+from layouts import LAYOUTS, make_biq2021, make_csiq, make_folder, make_kadid, make_livec, make_spaq, make_tid2013
 from PIL import Image
 
 from lmliqa.cli import main
@@ -23,6 +23,7 @@ EXPECTED = {  # name -> (higher_is_better, split_by, training scale of the nomin
     "spaq": (True, "image", (0, 100)),
     "livefb": (True, "image", (0, 100)),
     "folder": (True, "image", (0, 100)),
+    "biq2021": (True, "image", (0, 100)),
 }
 
 
@@ -185,3 +186,58 @@ def test_two_column_label_files_name_the_bad_line(tmp_path):
     label.write_text(label.read_text() + "1600.AWGN.3.png 0.2 extra\n")
     with pytest.raises(DatasetError, match=r"csiq_label.txt:19: expected '<image> <dmos>'"):
         open_dataset(f"csiq:{tmp_path}")
+
+
+def test_biq2021_official_split_and_its_guard(tmp_path):
+    """BIQ2021: MOS read on 0..100, the subset as the distortion field, a .JPG listed as .jpg found, the published
+    split as 'official' / 'official-train' / 'official:kfold:K:J'; a plain split is refused (it would mix the test
+    photos into training), and the k-fold never reaches the test photos."""
+    from lmliqa.data import resolve_split
+    from lmliqa.errors import ConfigError
+
+    made = make_biq2021(tmp_path)
+    ds = open_dataset(f"biq2021:{tmp_path}")
+    assert [r.distortion for r in ds.records[:3]] == ["ss01", "ss02", "ss03"]
+    assert ds.records[1].path.name.endswith(").JPG") and ds.records[1].path.is_file()
+    train, test = resolve_split("official", ds)
+    assert (len(train), len(test)) == (made["n_train"], made["n_test"]) and not set(train) & set(test)
+    assert resolve_split("official-train", ds) == (train, [])
+    folds = [resolve_split(f"official:kfold:5:{j}", ds) for j in range(5)]
+    assert sorted(i for _, te in folds for i in te) == sorted(train)       # the folds cover the training photos
+    assert all(set(tr) | set(te) == set(train) for tr, te in folds)       # and never a test photo
+    for bad in ("all", "kfold:5:0", "random:0"):
+        with pytest.raises(ConfigError, match="published train/test split"):
+            resolve_split(bad, ds)
+    with pytest.raises(ConfigError, match="no published"):
+        resolve_split("official", open_dataset(f"folder:{_folder(tmp_path)}"))
+
+
+def _folder(tmp_path):
+    make_folder(tmp_path / "f")
+    return tmp_path / "f"
+
+
+def test_two_data_sets_read_as_one_with_labels_on_the_first_ones_scale(tmp_path):
+    """'A,B': records of both, B's labels mapped from its nominal range onto A's (here KADID 1..5 -> 0..100 beside
+    BIQ2021's 0..100), one split per data set resolved within it, the licence of each."""
+    from layouts import make_kadid
+
+    from lmliqa.data import licence_of, resolve_split
+
+    make_biq2021(tmp_path / "b")
+    make_kadid(tmp_path / "k")
+    spec = f"biq2021:{tmp_path / 'b'},kadid10k:{tmp_path / 'k'}"
+    ds = open_dataset(spec)
+    biq, kadid = open_dataset(f"biq2021:{tmp_path / 'b'}"), open_dataset(f"kadid10k:{tmp_path / 'k'}")
+    assert len(ds) == len(biq) + len(kadid) and [p["name"] for p in ds.parts] == ["biq2021", "kadid10k"]
+    assert np.allclose(ds.mos[:len(biq)], biq.mos)
+    assert np.allclose(ds.mos[len(biq):], (kadid.mos - 1.0) * 25.0)          # 1..5 onto 0..100
+    train, test = resolve_split("official,kfold:2:0", ds)
+    b_train, b_test = resolve_split("official", biq)
+    k_train, k_test = resolve_split("kfold:2:0", kadid)
+    assert train == b_train + [len(biq) + i for i in k_train] and test == b_test + [len(biq) + i for i in k_test]
+    assert resolve_split("official-train,all", ds)[1] == []
+    with pytest.raises(Exception, match="one split each"):
+        resolve_split("official,all,all", ds)
+    assert licence_of(spec) == f"{licence_of('biq2021:x')}; {licence_of('kadid10k:x')}"
+    assert "BIQ2021" in licence_of(spec)

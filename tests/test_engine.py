@@ -251,3 +251,54 @@ def test_ranking_losses_are_logged_and_a_deploy_only_teacher_runs_no_forward(tmp
         reg, plcc, rank = float(r["reg"]), float(r["plcc"]), float(r["rank"])
         assert 0 <= plcc <= 1 and 0 <= rank <= 1 and r["lml"] == ""
         assert float(r["loss"]) == pytest.approx(reg + plcc + 0.5 * rank, rel=1e-4)
+
+
+def test_batches_of_several_data_sets_hold_one_data_set_each():
+    """Each global batch draws from one data set; a data set's weight sets how many of its photos an epoch visits;
+    the order is seeded by (seed, epoch), so a resumed epoch sees the same batches; ranks split each batch."""
+    from types import SimpleNamespace
+
+    from lmliqa.train.engine import Dist, SourceBatches
+
+    ds = SimpleNamespace(parts=[{}, {}], source_of=lambda i: 0 if i < 100 else 1)
+    train_idx = list(range(0, 100)) + list(range(100, 130))
+    cfg = resolve_config("tiny", images_per_step=4, data_weights=[0.5, 2.0], seed=3)
+    one = Dist("cpu")
+    s = SourceBatches.of(cfg, ds, train_idx, one)
+    assert s.counts == {0: 48, 1: 60} and s.steps_per_epoch == (48 + 60) // 4
+    batches = s.epoch(0)
+    assert all(len({train_idx[p] >= 100 for p in b}) == 1 for b in batches)      # one data set per batch
+    assert sum(1 for b in batches if train_idx[b[0]] >= 100) == 15
+    assert batches == s.epoch(0) and batches != s.epoch(1)
+    drawn = [p for b in batches for p in b if train_idx[p] < 100]
+    assert len(set(drawn)) == 48                        # weight 0.5: 48 different photos of the 100, none twice
+    two = [SourceBatches.of(cfg, ds, train_idx, SimpleNamespace(world=2, rank=r)) for r in (0, 1)]
+    a, b = two[0].epoch(0), two[1].epoch(0)
+    assert len(a) == len(b) == two[0].steps_per_epoch and all(len(x) == 4 for x in a)
+    assert all({train_idx[p] >= 100 for p in x + y} in ({True}, {False}) for x, y in zip(a, b))
+    with pytest.raises(Exception, match="one non-negative weight per data set"):
+        SourceBatches.of(resolve_config("tiny", data_weights=[1.0]), ds, train_idx, one)
+
+
+def test_training_on_two_data_sets_evaluates_each_on_its_own(tmp_path, synthetic_dir):
+    """--data A --data B with one split each: the run trains on both (its batches per data set), evaluates each
+    part's test photos on its own (the headline SRCC is their mean), and records the parts in its checkpoint."""
+    from layouts import make_folder
+
+    make_folder(tmp_path / "f", n=12)
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "tiny", "--data", f"synthetic:{synthetic_dir}", "--data", f"folder:{tmp_path / 'f'}",
+               "--split", "random:0,kfold:2:0", "--data-weights", "0.2,1", "--epochs", "1", "--out", str(out),
+               "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0",
+               "--threads", "2"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n_train"] == 250 + 6 and s["n_test"] == 50 + 6
+    assert s["steps_per_epoch"] == (48 + 4) // 4
+    parts = s["final"]["parts"]
+    assert set(parts) == {"synthetic", "folder"} and parts["synthetic"]["n"] == 50 and parts["folder"]["n"] == 6
+    assert s["final"]["srcc"] == pytest.approx((parts["synthetic"]["srcc"] + parts["folder"]["srcc"]) / 2)
+    _, meta = load_checkpoint(out / "final.safetensors")
+    assert meta["extra"]["dataset"] == f"synthetic:{synthetic_dir},folder:{tmp_path / 'f'}"
+    assert [p["name"] for p in meta["extra"]["parts"]] == ["synthetic", "folder"]
+    assert meta["extra"]["train_config"]["data_weights"] == [0.2, 1.0]

@@ -14,7 +14,10 @@ def register(sub) -> None:
                        description="Layers: defaults < the preset's recipe (lmliqa/recipes/RECIPE.yaml) < --config < "
                                    "flags < --set. Under torchrun every process runs this command (DDP).")
     p.add_argument("--preset", required=True, choices=presets.names())
-    p.add_argument("--data", help="data spec (default: the recipe's, else synthetic)")
+    p.add_argument("--data", action="append", help="data spec (default: the recipe's, else synthetic); repeat it (or "
+                   "join specs with commas) to train on several data sets at once")
+    p.add_argument("--data-weights", help="with several data sets: photos of each per epoch, as a fraction of its "
+                   "training photos, comma-separated in --data order (default 1 each)")
     p.add_argument("--out", help="output folder (default runs/default)")
     p.add_argument("--config", help="YAML file of training options")
     p.add_argument("--epochs", type=float)
@@ -22,7 +25,8 @@ def register(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"],
                    help="auto: bf16 on GPUs that have it (else fp16) and on CPUs with native bf16, fp32 on other CPUs")
-    p.add_argument("--split", help="all | random:J | kfold:K:J | kfold:K (all folds) | repeat:N (N x 80/20)")
+    p.add_argument("--split", help="all | random:J | kfold:K:J | kfold:K (all folds) | repeat:N (N x 80/20) | "
+                   "official | official-train | official:kfold:K:J; several data sets: one each, comma-separated")
     p.add_argument("--seed", type=int)
     p.add_argument("--pretrained", help="none | offline | hub | a weights file (default: the preset's)")
     p.add_argument("--lml-weight", type=float, help="lambda of the LML loss; 0 = plain regression baseline")
@@ -37,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import parse_set, resolve_config
     from ..train.protocol import expand_split, run_protocol
 
-    overrides = {"data": args.data, "out": args.out, "epochs": args.epochs, "device": args.device,
+    weights = [float(w) for w in args.data_weights.split(",")] if args.data_weights else None
+    overrides = {"data": ",".join(args.data) if args.data else None, "data_weights": weights,
+                 "out": args.out, "epochs": args.epochs, "device": args.device,
                  "resume": args.resume or None, "split": args.split, "max_steps": args.max_steps,
                  "seed": args.seed, "pretrained": args.pretrained, "amp": args.amp,
                  "lml_weight": args.lml_weight, "threads": args.threads}

@@ -2,8 +2,9 @@
 
 A data spec string selects a reader (lmliqa.data.readers.READERS, one registered entry per database: its reader,
 its name, its licence): ``livec:PATH``, ``koniq10k:PATH``, ``csiq:PATH``, ``live:PATH``, ``tid2013:PATH``,
-``kadid10k:PATH``, ``spaq:PATH``, ``livefb:PATH``, ``folder:PATH`` or ``synthetic`` (optionally ``synthetic:PATH``
-to build it in PATH instead of the cache). A new data set is one ``register_reader(Reader(...))``.
+``kadid10k:PATH``, ``spaq:PATH``, ``livefb:PATH``, ``biq2021:PATH``, ``folder:PATH`` or ``synthetic`` (optionally
+``synthetic:PATH`` to build it in PATH instead of the cache). Several specs joined by commas read as one data set
+for training on several at once (lmliqa.data.multi). A new data set is one ``register_reader(Reader(...))``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def licence_of(spec: str | None) -> str:
     (recognised by the notice that must travel with every copy), that database's."""
     if not spec:
         return "unknown"
+    from .multi import split_specs
+
+    if len(specs := split_specs(spec)) > 1:
+        return "; ".join(licence_of(s) for s in specs)
     name, _, arg = spec.partition(":")
     name = ALIASES.get(name.lower(), name.lower())
     if name == "synthetic":
@@ -54,7 +59,16 @@ def licence_of(spec: str | None) -> str:
 def open_dataset(spec: str, seed: int = 0, strict: bool = True) -> IQADataset:
     """The dataset SPEC names. Every image path its label file gives must stay inside the dataset root (no
     absolute paths, no ``..`` out of it, no symlink that leads out): strict refuses the dataset when one does not
-    (DatasetError naming them); strict=False drops those records and lists them in ``ds.refused`` (data check)."""
+    (DatasetError naming them); strict=False drops those records and lists them in ``ds.refused`` (data check).
+
+    ``A,B``: several data sets read as one (lmliqa.data.multi), each checked against its own root."""
+    from .multi import combine, split_specs
+
+    if len(specs := split_specs(spec)) > 1:
+        parts = [open_dataset(s, seed, strict) for s in specs]
+        ds = combine(parts, spec)
+        ds.refused = [x for p in parts for x in p.refused]
+        return ds
     ds = _read(spec, seed)
     ds.refused = [(r.path, why) for r in ds.records if (why := outside_root(ds.root, r.path))]
     if ds.refused:

@@ -56,6 +56,14 @@ class IQADataset:
     contract_hints: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     refused: list[tuple[Path, str]] = field(default_factory=list)   # (path, why) left out: outside the root
+    # The database's own published train/test split, by record index ({"train": [...], "test": [...]}); splits
+    # named "official..." use it (lmliqa.data.splits).
+    official: dict[str, list[int]] | None = None
+    # Several data sets read as one (``--data A,B``): each record's source (an index into ``parts``), and per part
+    # its name, spec, licence and how its labels were put on the first part's scale (lmliqa.data.multi).
+    sources: list[int] = field(default_factory=list)
+    parts: list[dict] = field(default_factory=list)
+    part_official: list[dict[str, list[int]] | None] = field(default_factory=list)   # each part's, in ds indices
 
     def __len__(self) -> int:
         return len(self.records)
@@ -69,8 +77,22 @@ class IQADataset:
         return [r.group for r in self.records]
 
     def subset(self, indices) -> IQADataset:
+        indices = list(indices)
         return IQADataset(self.name, self.spec, self.root, [self.records[i] for i in indices], self.label,
-                          self.split_by, dict(self.contract_hints), list(self.notes))
+                          self.split_by, dict(self.contract_hints), list(self.notes),
+                          sources=[self.sources[i] for i in indices] if self.sources else [],
+                          parts=[dict(p) for p in self.parts])   # (a subset's part_official would not map)
+
+    def source_of(self, i: int) -> int:
+        """The part (data set) record I comes from: 0 for a single data set."""
+        return self.sources[i] if self.sources else 0
+
+    def by_source(self, indices) -> dict[int, list[int]]:
+        """INDICES grouped by the data set each comes from, in order."""
+        out: dict[int, list[int]] = {}
+        for i in indices:
+            out.setdefault(self.source_of(i), []).append(i)
+        return out
 
 
 def parse_float(text: str, where: str) -> float:

@@ -69,7 +69,8 @@ def _two_columns(path: Path, form: str):
 
 
 def _resolve_case(folder: Path, name: str, listing: dict[str, str] | None) -> Path:
-    """TID2013 lists some names in lower case (i01_01_2.bmp) while the files are I01_01_2.BMP etc."""
+    """TID2013 lists some names in lower case (i01_01_2.bmp) while the files are I01_01_2.BMP etc.; BIQ2021 lists
+    'ss02 (1014).jpg' for the file 'ss02 (1014).JPG'."""
     p = folder / name
     if p.exists() or listing is None:
         return p
@@ -217,6 +218,37 @@ def read_folder(root: Path) -> IQADataset:
     return IQADataset("folder", f"folder:{root}", root, records, LabelSpec(0.0, 100.0), split_by=split_by)
 
 
+BIQ2021_TRAIN, BIQ2021_TEST = "Train (Images and MOS).csv", "Test (Images and MOS).csv"
+
+
+def read_biq2021(root: Path) -> IQADataset:
+    """BIQ2021 as its GitHub repository lays it out: ``Images/`` (12,000 JPEGs named like ``ss03 (7805).jpg``) and the
+    official split's two label files (``Image Name,MOS`` with MOS scaled to 0..1; the training file has two empty
+    trailing columns). MOS is read on 0..100. The subset (ss01 personal gallery, ss02 deliberately distorted
+    captures, ss03 Unsplash) is each record's ``distortion`` field, so the card breaks results down by it."""
+    images = first_existing_dir(root, ["Images"], "BIQ2021 images")
+    listing = {p.name.lower(): p.name for p in images.iterdir()}   # the repository has 'ss02 (1014).JPG'
+    records, official = [], {"train": [], "test": []}
+    seen: dict[str, str] = {}
+    for part, name in (("train", BIQ2021_TRAIN), ("test", BIQ2021_TEST)):
+        path = root / name
+        for i, r in enumerate(_read_csv(path, ("Image Name", "MOS")), 2):
+            image = r["Image Name"].strip()
+            if not image:
+                continue
+            if image in seen:
+                raise DatasetError(f"{path}:{i}: {image!r} is listed twice (first in the {seen[image]} split)")
+            seen[image] = part
+            official[part].append(len(records))
+            records.append(Record(_resolve_case(images, image, listing), parse_float(r["MOS"], f"{path}:{i}") * 100.0,
+                                  None, image,
+                                  image.split(" ")[0] if image.startswith("ss") else ""))
+    return IQADataset("biq2021", f"biq2021:{root}", root, records, LabelSpec(0.0, 100.0), official=official,
+                      notes=["MOS scaled from the repository's 0..1 to 0..100",
+                             f"official split: {len(official['train'])} train / {len(official['test'])} test "
+                             "(split official, official-train, official:kfold:K:J)"])
+
+
 @dataclass(frozen=True)
 class Reader:
     """A data-spec reader: ``NAME:PATH`` opens PATH (the database's root in its own layout) with ``read``."""
@@ -255,4 +287,7 @@ register_reader(Reader("livec", read_livec, "LIVE In the Wild Image Quality Chal
 register_reader(Reader("koniq10k", read_koniq, "KonIQ-10k (Hosu et al.)", aliases=("koniq",)))
 register_reader(Reader("spaq", read_spaq, "SPAQ (Fang et al.)"))
 register_reader(Reader("livefb", read_livefb, "LIVE-FB / FLIVE (PaQ-2-PiQ, Ying et al.)", aliases=("flive",)))
+BIQ2021_LICENCE = ("BIQ2021 (Ahmed and Asif, J. Electronic Imaging 2022; github.com/nisarahmedrana/BIQ2021): no "
+                   "licence file; research use only, never redistribute its images (ss03 from Unsplash)")
+register_reader(Reader("biq2021", read_biq2021, "BIQ2021 (Ahmed and Asif)", BIQ2021_LICENCE, aliases=("biq",)))
 register_reader(Reader("folder", read_folder, "a folder: scores.csv + images/"))

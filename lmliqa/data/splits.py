@@ -60,8 +60,29 @@ def kfold_splits(ds: IQADataset, k: int = 5, seed: int = 0) -> list[Split]:
 
 def resolve_split(split: str, ds: IQADataset, seed: int = 0) -> tuple[list[int], list[int]]:
     """(train, test) indices of ds for a split spec: "all" (train on everything, no test), "random:J" (split J of the
-    seeded 80/20 protocol) or "kfold:K:J" (fold J of K is the test set); SEED is the split seed."""
+    seeded 80/20 protocol), "kfold:K:J" (fold J of K is the test set); for a data set with a published split
+    (BIQ2021): "official" (its train / test), "official-train" (its training photos, no test: to add the data set to
+    another's training) or "official:kfold:K:J" (k-fold within its training photos). SEED is the split seed.
+
+    Several data sets read as one (``A,B``) take one split per data set, comma-separated in the same order (or one
+    split for all): each is resolved within its own data set."""
+    if ds.parts:
+        return _resolve_parts(split, ds, seed)
     kind, *args = split.split(":")
+    if ds.official is not None and not kind.startswith("official"):
+        raise ConfigError(f"{ds.spec} has a published train/test split: use official, official-train or "
+                          f"official:kfold:K:J (split {split!r} would mix its test photos into training)")
+    if kind == "official" and not args:
+        _need_official(ds, split)
+        return list(ds.official["train"]), list(ds.official["test"])
+    if kind == "official-train" and not args:
+        _need_official(ds, split)
+        return list(ds.official["train"]), []
+    if kind == "official" and args:
+        _need_official(ds, split)
+        base = ds.official["train"]
+        tr, te = resolve_split(":".join(args), _plain(ds.subset(base)), seed)
+        return [base[i] for i in tr], [base[i] for i in te]
     if kind == "all":
         return list(range(len(ds))), []
     if kind == "random":
@@ -72,4 +93,48 @@ def resolve_split(split: str, ds: IQADataset, seed: int = 0) -> tuple[list[int],
         k, j = int(args[0]), int(args[1])
         s = kfold_splits(ds, k=k, seed=seed)[j]
         return s.train, s.test
-    raise ConfigError(f"split {split!r}: use all, random:J or kfold:K:J")
+    raise ConfigError(f"split {split!r}: use all, random:J, kfold:K:J, official, official-train or official:kfold:K:J")
+
+
+def _need_official(ds: IQADataset, split: str) -> None:
+    if ds.official is None:
+        raise ConfigError(f"split {split!r}: {ds.spec} has no published train/test split")
+
+
+def _plain(ds: IQADataset) -> IQADataset:
+    ds.official = None
+    return ds
+
+
+def _resolve_parts(split: str, ds: IQADataset, seed: int) -> tuple[list[int], list[int]]:
+    splits = split.split(",")
+    if len(splits) == 1:
+        splits = splits * len(ds.parts)
+    if len(splits) != len(ds.parts):
+        raise ConfigError(f"split {split!r}: {len(ds.parts)} data sets need one split each (comma-separated, in the "
+                          "order of --data) or one for all")
+    train, test = [], []
+    for j, (part_split, members) in enumerate(zip(splits, _members(ds))):
+        sub = ds.subset(members)
+        sub.parts, sub.sources, sub.official = [], [], _official_of(ds, j, members)
+        sub.spec, sub.split_by = ds.parts[j]["spec"], ds.parts[j].get("split_by", "image")
+        tr, te = resolve_split(part_split.strip(), sub, seed)
+        train += [members[i] for i in tr]
+        test += [members[i] for i in te]
+    return train, test
+
+
+def _members(ds: IQADataset) -> list[list[int]]:
+    out: list[list[int]] = [[] for _ in ds.parts]
+    for i in range(len(ds)):
+        out[ds.source_of(i)].append(i)
+    return out
+
+
+def _official_of(ds: IQADataset, part: int, members: list[int]) -> dict[str, list[int]] | None:
+    """Part PART's published split in the part's own indices (None when it has none)."""
+    official = ds.part_official[part] if ds.part_official else None
+    if official is None:
+        return None
+    pos = {g: k for k, g in enumerate(members)}
+    return {name: [pos[g] for g in idx] for name, idx in official.items()}

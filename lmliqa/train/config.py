@@ -18,8 +18,12 @@ class TrainConfig:
     out: str = "runs/default"
     pretrained: str | None = None     # None: the preset's own (offline / hub); or none / hub / a file
     # split: "all" (train on everything), "random:J" (split J of the seeded 80/20 protocol),
-    # "kfold:K:J" (fold J of K is the test set)
+    # "kfold:K:J" (fold J of K is the test set); a data set with a published split: "official", "official-train",
+    # "official:kfold:K:J". Several data sets (data "A,B"): one split each, comma-separated (lmliqa.data.splits).
     split: str = "all"
+    # Several data sets: how many of each one's training photos an epoch visits (1 = each once; one value per data
+    # set, in the order of data; empty = 1 for all). Each step's batch comes from one data set (lmliqa.data.multi).
+    data_weights: list[float] = field(default_factory=list)
     split_seed: int = 0
     seed: int = 0
     epochs: float = 9

@@ -283,16 +283,69 @@ class Schedule:
     total_steps: int
 
     @classmethod
-    def of(cls, cfg: TrainConfig, n_train: int, world: int) -> Schedule:
+    def of(cls, cfg: TrainConfig, n_train: int, world: int, steps_per_epoch: int | None = None) -> Schedule:
         B, N = cfg.images_per_step, cfg.crops_per_image
         if N < 3 and cfg.lml_weight > 0:
             raise ConfigError("LML needs >= 3 crops per image (a positive and intra-image negatives)")
-        steps_per_epoch = n_train * cfg.repeats // (B * world)
+        if steps_per_epoch is None:
+            steps_per_epoch = n_train * cfg.repeats // (B * world)
         if steps_per_epoch < 1:
             raise ConfigError(f"{n_train} training images x {cfg.repeats} repeats is less than one global batch "
                               f"({B} x {world} processes)")
         total = math.ceil(cfg.epochs * steps_per_epoch)
         return cls(B, N, steps_per_epoch, min(total, cfg.max_steps) if cfg.max_steps else total)
+
+
+@dataclass
+class SourceBatches:
+    """An epoch's batches when the training photos come from several data sets: each global batch (B images per
+    process) holds photos of one data set only, so the PLCC and ranking losses never compare photos rated in
+    different studies. Data set d contributes round(weight_d x repeats x n_d) photos per epoch (a seeded draw:
+    its photos shuffled, tiled when the weight is above 1), cut into whole global batches; the batches of all data
+    sets are then shuffled together. Seeded by (seed, epoch): the same on every process and after a resume."""
+
+    positions: dict[int, list[int]]       # data set -> positions in the training list
+    counts: dict[int, int]                # data set -> photos per epoch (whole global batches)
+    batch: int                            # images per process per step
+    world: int
+    rank: int
+    seed: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig, ds, train_idx: list[int], d: Dist) -> SourceBatches | None:
+        """None for one data set (the plain shuffled order)."""
+        if not ds.parts:
+            if cfg.data_weights:
+                raise ConfigError("data_weights needs several data sets (data 'A,B')")
+            return None
+        weights = list(cfg.data_weights) or [1.0] * len(ds.parts)
+        if len(weights) != len(ds.parts) or any(w < 0 for w in weights):
+            raise ConfigError(f"data_weights {weights}: one non-negative weight per data set ({len(ds.parts)})")
+        positions: dict[int, list[int]] = {}
+        for pos, i in enumerate(train_idx):
+            positions.setdefault(ds.source_of(i), []).append(pos)
+        G = cfg.images_per_step * d.world
+        counts = {j: int(round(weights[j] * cfg.repeats * len(p))) // G * G for j, p in positions.items()}
+        if not sum(counts.values()):
+            raise ConfigError(f"no data set fills one global batch ({G} images) with weights {weights}")
+        return cls(positions, counts, cfg.images_per_step, d.world, d.rank, cfg.seed)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return sum(self.counts.values()) // (self.batch * self.world)
+
+    def epoch(self, epoch: int) -> list[list[int]]:
+        """This process's batches of EPOCH, in order."""
+        rng = np.random.default_rng([self.seed, 7919, epoch])
+        G = self.batch * self.world
+        batches = []
+        for j in sorted(self.positions):
+            pos, n = np.array(self.positions[j]), self.counts[j]
+            tiles = -(-n // len(pos))
+            drawn = np.concatenate([rng.permutation(pos) for _ in range(tiles)])[:n]
+            batches += [drawn[k:k + G] for k in range(0, n, G)]
+        order = rng.permutation(len(batches))
+        return [batches[k][self.rank::self.world].tolist() for k in order]
 
 
 class RunLogs:
@@ -362,7 +415,9 @@ class Trainer:
         self.train_idx, self.test_idx = resolve_split(cfg.split, self.ds, seed=cfg.split_seed)
         _preflight(self.ds, self.train_idx)
         self._build_models()
-        self.schedule = Schedule.of(cfg, len(self.train_idx), self.d.world)
+        self.sampler = SourceBatches.of(cfg, self.ds, self.train_idx, self.d)
+        self.schedule = Schedule.of(cfg, len(self.train_idx), self.d.world,
+                                    self.sampler.steps_per_epoch if self.sampler else None)
         self.optimizer = torch.optim.AdamW(param_groups(self.student, cfg), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.schedule.steps_per_epoch, self.schedule.total_steps)
         self.autocast, self.scaler, self.amp_mode = amp_context(cfg, self.device)
@@ -467,9 +522,12 @@ class Trainer:
         sched, cfg = self.schedule, self.cfg
         epoch, in_epoch = divmod(self.step, sched.steps_per_epoch)
         self.data.set_epoch(epoch)
-        order = _epoch_order(len(self.train_idx), cfg.repeats, cfg.seed, epoch, self.d)
-        B = sched.images_per_step
-        batches = [order[i * B:(i + 1) * B] for i in range(in_epoch, sched.steps_per_epoch)]
+        if self.sampler is not None:
+            batches = self.sampler.epoch(epoch)[in_epoch:]
+        else:
+            order = _epoch_order(len(self.train_idx), cfg.repeats, cfg.seed, epoch, self.d)
+            B = sched.images_per_step
+            batches = [order[i * B:(i + 1) * B] for i in range(in_epoch, sched.steps_per_epoch)]
         loader = DataLoader(self.data, batch_sampler=batches, num_workers=cfg.workers,
                             pin_memory=self.device.type == "cuda", persistent_workers=False)
         set_train_mode(self.student, cfg.freeze)
@@ -576,7 +634,8 @@ class Trainer:
     def _extra(self, which: str, metrics: dict | None) -> dict[str, Any]:
         cfg, ds = self.cfg, self.ds
         return {"which": which, "dataset": ds.spec, "dataset_name": ds.name, "dataset_root": str(ds.root.resolve()),
-                "split": cfg.split, "split_seed": cfg.split_seed, "train_config": cfg.to_dict(), "metrics": metrics}
+                "split": cfg.split, "split_seed": cfg.split_seed, "train_config": cfg.to_dict(), "metrics": metrics,
+                **({"parts": ds.parts} if ds.parts else {})}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

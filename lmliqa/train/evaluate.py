@@ -22,9 +22,19 @@ class Predictions:
     errors: dict[int, str] = field(default_factory=dict)  # dataset index -> why it was not scored
 
     def metrics(self, ds: IQADataset) -> dict:
+        """Agreement with MOS. Several data sets (ds.parts): each part on its own (``parts``: name -> metrics), and
+        the headline numbers are the mean over the parts scored (a pooled SRCC over photos rated in different
+        studies would mostly measure how the scales line up)."""
         mos = ds.label.to_training(np.array([ds.records[i].mos for i in self.indices]))
-        out = iqa_metrics(self.scores, mos)
-        out["n_failed"] = len(self.errors)
+        if not ds.parts:
+            out = iqa_metrics(self.scores, mos)
+            out["n_failed"] = len(self.errors)
+            return out
+        sources = np.array([ds.source_of(i) for i in self.indices])
+        parts = {ds.parts[j]["name"]: iqa_metrics(self.scores[sources == j], mos[sources == j])
+                 for j in sorted(set(sources.tolist())) if (sources == j).sum() >= 3}
+        out = {k: float(np.mean([m[k] for m in parts.values()])) for k in next(iter(parts.values())) if k != "n"}
+        out.update(n=int(len(self.indices)), n_failed=len(self.errors), parts=parts)
         return out
 
 

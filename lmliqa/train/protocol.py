@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .config import TrainConfig
 from .engine import train
 
@@ -17,7 +18,18 @@ METRICS = ("srcc", "plcc", "plcc_logistic", "krcc", "rmse")
 
 def expand_split(split: str) -> list[str] | None:
     """'kfold:5' -> ['kfold:5:0', ..., 'kfold:5:4']; 'repeat:10' -> ['random:0', ..., 'random:9'] (DEIQT's
-    10 x 80/20); None when the spec names one split."""
+    10 x 80/20); None when the spec names one split. Several data sets' splits ('kfold:5,official-train'): the one
+    protocol among them is expanded, the others kept ('kfold:5:0,official-train', ...)."""
+    if "," in split:
+        pieces = split.split(",")
+        expanded = [(k, expand_split(s)) for k, s in enumerate(pieces)]
+        found = [(k, e) for k, e in expanded if e]
+        if len(found) > 1:
+            raise ConfigError(f"split {split!r}: one protocol at a time (found {len(found)})")
+        if not found:
+            return None
+        k, runs = found[0]
+        return [",".join(pieces[:k] + [r] + pieces[k + 1:]) for r in runs]
     kind, *args = split.split(":")
     if kind == "kfold" and len(args) == 1:
         return [f"kfold:{args[0]}:{j}" for j in range(int(args[0]))]
