@@ -20,6 +20,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from lmliqa.cache import cache_dir
+
 PAGE = Path(__file__).resolve().parents[1] / "lmliqa" / "webpage"
 PAGE_FILES = ("index.html", "lmliqa-web.mjs")
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
@@ -49,7 +51,7 @@ def ort_dist(install: bool = True) -> Path:
         if all((dist / f).is_file() for f in ORT_FILES):
             return dist
         raise ImportError(f"LMLIQA_ORT_WEB={dist} lacks {', '.join(ORT_FILES)}")
-    cache = Path(os.environ.get("LMLIQA_CACHE", Path.home() / ".cache" / "lmliqa")) / f"onnxruntime-web-{ort_version()}"
+    cache = cache_dir() / f"onnxruntime-web-{ort_version()}"
     dist = cache / "node_modules" / "onnxruntime-web" / "dist"
     if all((dist / f).is_file() for f in ORT_FILES):
         return dist

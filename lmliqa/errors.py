@@ -81,6 +81,11 @@ class BackendUnavailable(LmliqaError, RuntimeError):
     """The backend cannot run here (package missing, wrong platform, no GPU); the message says which."""
 
 
+class PlatformError(BackendUnavailable):
+    """A platform that is unknown, not set up here (no emulator, no sysroot), or that lacks the artifact's runtime;
+    or its worker process failed. The message says which and how to set it up."""
+
+
 class PrecisionUnsupported(BackendUnavailable):
     """The backend runs here, but not in the precision asked for (it would silently run another one)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from . import __version__, default_model, presets, targets
+from . import __version__, default_model, platforms, presets, targets
 from ._quiet import quiet_imports
 from .targets import Stage
 
@@ -38,6 +38,19 @@ def capability_matrix() -> list[dict[str, str]]:
         caps = [c for t in targets.targets(reference=True) for c in t.probe()]
     return [{"target": c.target, "precision": c.precision.value, "support": c.support.value, "note": c.note,
              "status": str(c)} for c in caps]
+
+
+def platform_status() -> list[dict[str, Any]]:
+    """Each platform: whether it runs here (and why not), the targets it covers and those it does not, with why."""
+    rows = []
+    for p in platforms.platforms():
+        why = p.unavailable()
+        covered = [t.name for t in targets.targets() if p.covers(t.name)]
+        rows.append({"platform": p.name, "title": p.title, "arch": p.arch, "available": not why, "why_not": why,
+                     "targets": covered, "not_covered": {t.name: p.why_not(t.name) for t in targets.targets()
+                                                         if not p.covers(t.name)},
+                     "emulated": not p.native, "devices": p.devices})
+    return rows
 
 
 def _preset_facts(p: presets.Preset) -> dict[str, Any]:
@@ -75,6 +88,7 @@ def gather() -> dict[str, Any]:
         "presets": preset_rows(),
         "targets": target_status(),
         "capabilities": capability_matrix(),
+        "platforms": platform_status(),
         "default_model": default_model.summary(),
     }
 
@@ -96,6 +110,13 @@ def format_info(info: dict[str, Any]) -> str:
     lines += ["", "capabilities (target x precision on this machine; `lmliqa parity` measures what runs here):"]
     for c in info["capabilities"]:
         lines.append(f"  {c['target']:<11} {c['precision']:<10} {c['status']}")
+    lines += ["", "platforms (where an artifact's network executes: --platform on score, parity, verify, release):"]
+    for p in info.get("platforms", []):
+        state = "available" if p["available"] else f"not available: {p['why_not']}"
+        lines.append(f"  {p['platform']:<8} {p['title']}: {state}")
+        if p["emulated"]:
+            lines.append(f"           runs {', '.join(p['targets'])}; not: " + "; ".join(
+                f"{t} ({why})" for t, why in p["not_covered"].items()))
     lines += ["", "default model (`lmliqa score PHOTOS` without --model; `lmliqa.runtimes.load()`):"]
     d = info.get("default_model")
     if d is None:

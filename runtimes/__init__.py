@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from lmliqa import platforms as _platforms
 from lmliqa import targets as _targets
 from lmliqa.contract import PreprocessContract, ScoreScale, load_rgb
 from lmliqa.errors import (
@@ -39,7 +40,8 @@ def backend_for(path: str | Path) -> str:
 
 
 def load(path: str | Path | None = None, target: str | None = None, precision: Precision | str | None = None,
-         threads: int | None = None, device: str | None = None, backend: str | None = None) -> Scorer:
+         threads: int | None = None, device: str | None = None, backend: str | None = None,
+         platform: str | None = None) -> Scorer:
     """A scorer for an exported artifact (or a training checkpoint, with the torch reference). PATH None or
     "default": the model that ships in the package (lmliqa.default_model).
 
@@ -48,7 +50,9 @@ def load(path: str | Path | None = None, target: str | None = None, precision: P
     target: a target name (or its runtime's name; default: from the file); precision: the precision to execute
     (default: the artifact's own); device: the target's device name (OpenVINO CPU/GPU/NPU/AUTO, ONNX Runtime
     cpu/cuda[:N], Core ML compute units, TensorRT cuda:N; default: the CPU or the only device); threads: CPU
-    threads. backend: the old name of ``target`` (deprecated)."""
+    threads. platform: where the network executes (lmliqa.platforms: "native", the default, or e.g. "arm64": the
+    target's aarch64 runtime under emulation; decoding and cropping stay here). backend: the old name of ``target``
+    (deprecated)."""
     if backend is not None:
         warnings.warn("load(backend=...) is deprecated; use load(target=...)", DeprecationWarning, stacklevel=2)
         target = target or backend
@@ -60,6 +64,11 @@ def load(path: str | Path | None = None, target: str | None = None, precision: P
         raise ArtifactError(f"{path}: no such file or folder")
     guard(path)
     chosen = _targets.get(target) if target else _targets.target_for(path)
+    where = _platforms.get(platform)
+    if not where.native:
+        from .emulated import EmulatedScorer
+
+        return EmulatedScorer(chosen, path, where, Precision(precision) if precision else None, device, threads)
     return chosen.load(path, precision=precision, device=device, threads=threads)
 
 

@@ -109,6 +109,7 @@ class Scorer:
     LiteRT and ExecuTorch) is fed in chunks of that size, the last one padded."""
 
     backend = "base"
+    platform = "native"     # where the network executes (lmliqa.platforms)
 
     def __init__(self, path: str | Path, metadata: dict[str, Any], precision: Precision | str,
                  device: str | None = None) -> None:
@@ -194,7 +195,8 @@ class Scorer:
                                   "corrupt")
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.backend, "precision": self.precision.value, "precision_detail": self.detail,
+        return {"backend": self.backend, "platform": self.platform, "precision": self.precision.value,
+                "precision_detail": self.detail,
                 "weights": self.weights.value, "device": self.device, "path": str(self.path),
                 "model": self.metadata.get("model"), "crop_size": self.contract.crop_size,
                 "eval_crops": self.contract.n_eval_crops, "layout": self.contract.layout, "score": self.scale.to_dict()}

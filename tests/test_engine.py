@@ -287,7 +287,8 @@ def test_training_on_two_data_sets_evaluates_each_on_its_own(tmp_path, synthetic
 
     make_folder(tmp_path / "f", n=12)
     out = tmp_path / "run"
-    rc = main(["train", "--preset", "tiny", "--data", f"synthetic:{synthetic_dir}", "--data", f"folder:{tmp_path / 'f'}",
+    rc = main(["train", "--preset", "tiny", "--data", f"synthetic:{synthetic_dir}",
+               "--data", f"folder:{tmp_path / 'f'}",
                "--split", "random:0,kfold:2:0", "--data-weights", "0.2,1", "--epochs", "1", "--out", str(out),
                "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0",
                "--threads", "2"])

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LmliqaError
-from . import bench, data, evaluate, export, info, parity, quantize, release, score, train, verify, web
+from . import bench, data, evaluate, export, info, parity, platform, quantize, release, score, train, verify, web
 
 # in the order `lmliqa --help` lists them
-COMMANDS = (info, data, train, evaluate, export, score, parity, quantize, release, verify, bench, web)
+COMMANDS = (info, data, train, evaluate, export, score, parity, quantize, release, verify, bench, web, platform)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,8 +106,9 @@ def pseudo_mos(reference: Image.Image, distorted: Image.Image) -> float:
 
 
 def default_dir(seed: int) -> Path:
-    base = Path(os.environ.get("LMLIQA_CACHE", Path.home() / ".cache" / "lmliqa"))
-    return base / f"synthetic-v{VERSION}-seed{seed}"
+    from ..cache import cache_dir
+
+    return cache_dir() / f"synthetic-v{VERSION}-seed{seed}"
 
 
 def build_synthetic(out: Path | None = None, seed: int = 0) -> Path:
