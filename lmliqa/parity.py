@@ -21,12 +21,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from . import platforms as platform_registry
 from . import targets as registry
 from .data import open_dataset
-from .errors import ArtifactError, BackendUnavailable, PrecisionUnsupported
+from .errors import ArtifactError, BackendUnavailable, PlatformError, PrecisionUnsupported
 from .fidelity import compare
 from .runtimes import load
-from .stages import Outcome, StageResult, Step
+from .stages import NATIVE, Outcome, StageResult, Step
 from .targets import Artifact, Precision
 
 
@@ -58,9 +59,10 @@ class ParityReport:
         return {"srcc": float(stats.spearmanr(self.torch_scores, self.mos)[0]),
                 "plcc": float(stats.pearsonr(self.torch_scores, self.mos)[0])}
 
-    def row(self, artifact: str, precision: Precision | str | None = None) -> StageResult | None:
-        """The measured result of ARTIFACT (executed in PRECISION, when given)."""
-        return next((r for r in self.rows if r.artifact == artifact
+    def row(self, artifact: str, precision: Precision | str | None = None,
+            platform: str = NATIVE) -> StageResult | None:
+        """The measured result of ARTIFACT on PLATFORM (executed in PRECISION, when given)."""
+        return next((r for r in self.rows if r.artifact == artifact and r.platform == platform
                      and (precision is None or r.precision is Precision(precision))), None)
 
     def to_dict(self, scores: bool = True) -> dict[str, Any]:
@@ -84,9 +86,12 @@ class ParityReport:
 
 
 def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int | None = None,
-               threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = ()) -> ParityReport:
-    """Every artifact in MODELS x every precision its target can execute, against the torch reference, on the
-    images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the calibration images)."""
+               threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = (),
+               platforms: Collection[str] = (NATIVE,), emulated_limit: int | None = None) -> ParityReport:
+    """Every artifact in MODELS x every precision its target can execute x every platform of PLATFORMS, against the
+    torch reference, on the images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the
+    calibration images). An emulated platform scores the first EMULATED_LIMIT of those images (emulation runs
+    ~50-100x slower than this CPU); each row says on how many photos it was measured."""
     from .manifest import sha256_file
     from .provenance import provenance
 
@@ -101,20 +106,35 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
     report = ParityReport(str(checkpoint), sha256_file(checkpoint), data, [names[i] for i in ok],
                           np.array([ref_results[i].score for i in ok]), mos[ok], len(names) - len(ok),
                           provenance=provenance())
+    chosen = [platform_registry.get(p) for p in platforms]
     for art in registry.discover(Path(models)):
-        for precision in art.target.run_precisions(art.precision):
-            report.results.append(measure(art, precision, report, threads))
+        for where in chosen:
+            if not where.covers(art.target.name):
+                if not where.native:
+                    report.results.append(StageResult(Step.PARITY, art.target.name, Outcome.UNSUPPORTED,
+                                                      where.why_not(art.target.name), art.name, art.precision,
+                                                      platform=where.name))
+                continue
+            n = None if where.native else emulated_limit
+            for precision in art.target.run_precisions(art.precision):
+                report.results.append(measure(art, precision, report, threads, where.name, n))
+    _against_native(report)
     if out:
         write_report(report, Path(out))
     return report
 
 
-def measure(art: Artifact, precision: Precision | None, report: ParityReport, threads: int | None) -> StageResult:
-    """One artifact x precision against the report's reference scores: measured when it runs here, else why not."""
+def measure(art: Artifact, precision: Precision | None, report: ParityReport, threads: int | None,
+            platform: str = NATIVE, n: int | None = None) -> StageResult:
+    """One artifact x precision on PLATFORM against the report's reference scores (its first N photos): measured when
+    it runs here, else why not."""
     asked = precision or art.precision
-    result = StageResult(Step.PARITY, art.target.name, Outcome.VERIFIED, artifact=art.name, precision=asked)
+    result = StageResult(Step.PARITY, art.target.name, Outcome.VERIFIED, artifact=art.name, precision=asked,
+                         platform=platform)
     try:
-        scorer = load(art.path, target=art.target.name, precision=precision, threads=threads)
+        scorer = load(art.path, target=art.target.name, precision=precision, threads=threads, platform=platform)
+    except PlatformError as exc:
+        return _not_run(result, Outcome.NOT_VERIFIED, str(exc))
     except PrecisionUnsupported as exc:
         return _not_run(result, Outcome.UNSUPPORTED, str(exc))
     except BackendUnavailable:
@@ -125,19 +145,36 @@ def measure(art: Artifact, precision: Precision | None, report: ParityReport, th
         return _not_run(result, Outcome.SIMULATED, note) if note else _not_run(result, Outcome.NOT_VERIFIED, str(exc))
     except (ArtifactError, ValueError) as exc:
         return _not_run(result, Outcome.UNSUPPORTED, str(exc))
-    src = scorer.metadata.get("source_checkpoint_sha256")
-    if src and src != report.checkpoint_sha256:
-        return _not_run(result, Outcome.UNSUPPORTED, f"exported from another checkpoint (sha256 {src[:12]}..., not "
-                                                     f"{report.checkpoint_sha256[:12]}...)")
-    got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(report.images)])
-    if np.isnan(got).any():
-        return _not_run(result, Outcome.FAILED, f"{int(np.isnan(got).sum())} images failed on this backend only")
-    result.precision, result.weights = scorer.precision, scorer.weights
-    result.fidelity = compare(report.torch_scores, got, report.mos, report.images)
-    result.gate = art.target.gate(scorer.precision, scorer.weights)
-    result.reason = scorer.detail
-    result.details = {"runtime": scorer.backend, "scores": got.tolist(), "size_mb": art.target.size_mb(art.path)}
+    with scorer:
+        src = scorer.metadata.get("source_checkpoint_sha256")
+        if src and src != report.checkpoint_sha256:
+            return _not_run(result, Outcome.UNSUPPORTED, f"exported from another checkpoint (sha256 {src[:12]}..., "
+                                                         f"not {report.checkpoint_sha256[:12]}...)")
+        images = report.images[:n] if n else report.images
+        got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(images)])
+        if np.isnan(got).any():
+            return _not_run(result, Outcome.FAILED, f"{int(np.isnan(got).sum())} images failed on this backend only")
+        result.precision, result.weights = scorer.precision, scorer.weights
+        k = len(images)
+        result.fidelity = compare(report.torch_scores[:k], got, report.mos[:k], images)
+        result.gate = art.target.gate(scorer.precision, scorer.weights)
+        result.reason = scorer.detail
+        result.details = {"runtime": scorer.backend, "scores": got.tolist(), "size_mb": art.target.size_mb(art.path),
+                          **({"platform_runtime": scorer.about} if platform != NATIVE else {})}
     return result
+
+
+def _against_native(report: ParityReport) -> None:
+    """Each emulated row's scores against the same artifact's native ones on the same photos (details["vs_native"]):
+    how far the platform's kernels move the scores, apart from the artifact's own error against torch."""
+    for r in report.rows:
+        native = report.row(r.artifact, r.precision) if r.platform != NATIVE else None
+        if native is None:
+            continue
+        got = np.asarray(r.details["scores"])
+        ref = np.asarray(native.details["scores"])[:len(got)]
+        d = np.abs(got - ref)
+        r.details["vs_native"] = {"n": int(len(got)), "max_abs": float(d.max()), "mean_abs": float(d.mean())}
 
 
 def _not_run(result: StageResult, outcome: Outcome, reason: str) -> StageResult:
@@ -149,19 +186,23 @@ def markdown_table(report: ParityReport) -> str:
     tv = report.torch_vs_mos
     lines = [f"Parity against torch FP32 on {report.n_images} images of `{report.data}` "
              f"(torch vs MOS: SRCC {tv['srcc']:.4f}, PLCC {tv['plcc']:.4f})", "",
-             "| artifact | target | runtime | precision | size MB | max abs | mean abs | p95 abs | SRCC vs torch | "
-             "rank flips (all / > 1 apart) | SRCC vs MOS | PLCC vs MOS | gate |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| artifact | target | runtime | platform | precision | photos | size MB | max abs | mean abs | p95 abs | "
+             "SRCC vs torch | rank flips (all / > 1 apart) | SRCC vs MOS | PLCC vs MOS | gate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report.rows:
         f = r.fidelity
-        lines.append(f"| {r.artifact} | {r.target} | {r.details['runtime']} | {r.precision} | "
+        lines.append(f"| {r.artifact} | {r.target} | {r.details['runtime']} | {r.platform} | {r.precision} | {f.n} | "
                      f"{r.details.get('size_mb', float('nan')):.1f} | {f.max_abs:.4g} | {f.mean_abs:.4g} | "
                      f"{f.p95_abs:.4g} | {f.srcc_vs_ref:.5f} | {f.rank_flip_rate:.4f} / {f.material_flip_rate:.4f} | "
-                     f"{f.srcc_vs_mos:.4f} | {f.plcc_vs_mos:.4f} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) |")
-    lines += ["", "| artifact | target | precision | capability |", "|---|---|---|---|"]
+                     f"{_opt(f.srcc_vs_mos)} | {_opt(f.plcc_vs_mos)} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) |")
+    lines += ["", "| artifact | target | platform | precision | capability |", "|---|---|---|---|---|"]
     for r in report.results:
-        lines.append(f"| {r.artifact} | {r.target} | {r.precision} | {r.status} |")
+        lines.append(f"| {r.artifact} | {r.target} | {r.platform} | {r.precision} | {r.status} |")
     return "\n".join(lines) + "\n"
+
+
+def _opt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
 
 
 def write_report(report: ParityReport, out: Path) -> list[Path]:
@@ -175,18 +216,20 @@ def write_report(report: ParityReport, out: Path) -> list[Path]:
     written = [out / "parity.json", out / "parity.md"]
     written[0].write_text(json.dumps(report.to_dict(), indent=2))
     written[1].write_text(markdown_table(report))
-    ref = report.torch_scores
     for row in report.rows:
         got = np.asarray(row.details["scores"])
+        ref = report.torch_scores[:len(got)]
         fig, ax = plt.subplots(figsize=(4, 4))
         ax.scatter(ref, got, s=8)
         lo, hi = float(min(ref.min(), got.min())), float(max(ref.max(), got.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel("torch FP32 score")
-        ax.set_ylabel(f"{row.details['runtime']} {row.precision} score")
+        ax.set_ylabel(f"{row.details['runtime']} {row.precision} score" + ("" if row.platform == NATIVE
+                                                                            else f" ({row.platform})"))
         ax.set_title(f"{row.artifact} ({row.precision}): max |d| {row.fidelity.max_abs:.3g}", fontsize=9)
         fig.tight_layout()
-        path = out / f"parity_{row.artifact.replace('.', '_')}_{row.precision}.png"
+        where = "" if row.platform == NATIVE else f"_{row.platform}"
+        path = out / f"parity_{row.artifact.replace('.', '_')}_{row.precision}{where}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(path)

@@ -54,8 +54,10 @@ def model_identity(scorer: Any, max_pixels: int | None) -> dict[str, Any]:
     """What must not change between a run and its resumption: the model's files, how it runs, the decode limit."""
     root = Path(scorer.path).resolve().parent
     files = [root / rel for rel in artifact_files(Path(scorer.path), root)]
+    where = getattr(scorer, "platform", "native")
     return {"model_sha256": {f.name: sha256_file(f) for f in files}, "backend": scorer.backend,
-            "precision": scorer.precision.value, "device": scorer.device, "max_pixels": max_pixels}
+            "precision": scorer.precision.value, "device": scorer.device, "max_pixels": max_pixels,
+            **({"platform": where} if where != "native" else {})}
 
 
 class ResultWriter:

@@ -194,6 +194,15 @@ class Scorer:
                 yield ImageResult(name, None, [float(v) for v in s], "the model returned a non-finite score",
                                   "corrupt")
 
+    def close(self) -> None:
+        """Release what the scorer holds beyond memory (an emulated platform's worker process)."""
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "platform": self.platform, "precision": self.precision.value,
                 "precision_detail": self.detail,

@@ -88,3 +88,17 @@ def checkpoint_path(value: str | None) -> str | None:
 
 
 CHECKPOINT_HELP = "the FP32 checkpoint (.safetensors; 'default': the checkpoint of the model in the package)"
+
+
+def add_platform_flag(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """--platform P (where the network executes; lmliqa.platforms), or --platforms P1,P2 where a command checks
+    artifacts on several."""
+    from .. import platforms
+
+    about = "; ".join(f"{p.name}: {p.title}" for p in platforms.platforms())
+    if several:
+        parser.add_argument("--platforms", default=platforms.NATIVE,
+                            help=f"comma-separated platforms to run each artifact on ({about}; default native)")
+    else:
+        parser.add_argument("--platform", default=platforms.NATIVE, choices=platforms.names(),
+                            help=f"where the network executes ({about})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import CHECKPOINT_HELP, checkpoint_path
+from ._common import CHECKPOINT_HELP, add_platform_flag, checkpoint_path
 
 
 def register(sub) -> None:
@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--limit", type=int, help="first N images of the data spec")
     p.add_argument("--threads", type=int)
+    add_platform_flag(p, several=True)
+    p.add_argument("--emulated-limit", type=int, help="emulated platforms score the first N of the photos (emulation "
+                                                      "runs ~50-100x slower; default: all)")
     p.add_argument("--out", help="report folder (default: MODELS/parity)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from ..parity import markdown_table, run_parity
 
     report = run_parity(checkpoint_path(args.checkpoint), args.models, args.data, limit=args.limit,
-                        threads=args.threads, out=args.out)
+                        threads=args.threads, out=args.out, platforms=args.platforms.split(","),
+                        emulated_limit=args.emulated_limit)
     if args.json:
         print(json.dumps(report.to_dict(scores=False), indent=2))
     else:

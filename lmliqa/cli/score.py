@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections import Counter
 
-from ._common import add_target_flag, device_help
+from ._common import add_platform_flag, add_target_flag, device_help
 
 # exit status: documented in --help and the README, asserted by tests/test_reliability.py
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -33,6 +33,7 @@ def register(sub) -> None:
                    help="the precision to execute (default: the artifact's; OpenVINO runs an FP32 IR in bf16 or fp16 "
                         "on request)")
     p.add_argument("--device", help=device_help())
+    add_platform_flag(p)
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--workers", type=int, help="decoding threads, overlapped with inference (default min(4, CPUs); "
                                                "0 decodes in the main thread)")
@@ -60,14 +61,26 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inputs import Scan
     from ..runtimes import load
-    from ..scorefile import Done, Output, ResultWriter, model_identity, resume_state
+    from ..scorefile import Output
 
     fmt, path = next(((f, getattr(args, f)) for f in ("jsonl", "json", "csv") if getattr(args, f)), ("csv", "-"))
     out = Output(path, fmt)
     max_pixels = None if args.max_pixels <= 0 else int(args.max_pixels * 1e6)
-    scorer = load(args.model, target=args.target, precision=args.precision, threads=args.threads, device=args.device)
+    if args.ray and args.platform != "native":
+        from ..errors import ConfigError
+
+        raise ConfigError("--ray scores on the cluster's own CPUs: it does not combine with --platform")
+    scorer = load(args.model, target=args.target, precision=args.precision, threads=args.threads, device=args.device,
+                  platform=args.platform)
+    with scorer:
+        return _score(args, scorer, out, max_pixels)
+
+
+def _score(args: argparse.Namespace, scorer, out, max_pixels: int | None) -> int:
+    from ..inputs import Scan
+    from ..scorefile import Done, ResultWriter, model_identity, resume_state
+
     identity = model_identity(scorer, max_pixels)
     done = resume_state(out, identity) if args.resume else Done(Counter())
     resumed = sum(done.rows.values())
