@@ -194,7 +194,8 @@ def markdown_table(report: ParityReport) -> str:
         lines.append(f"| {r.artifact} | {r.target} | {r.details['runtime']} | {r.platform} | {r.precision} | {f.n} | "
                      f"{r.details.get('size_mb', float('nan')):.1f} | {f.max_abs:.4g} | {f.mean_abs:.4g} | "
                      f"{f.p95_abs:.4g} | {f.srcc_vs_ref:.5f} | {f.rank_flip_rate:.4f} / {f.material_flip_rate:.4f} | "
-                     f"{_opt(f.srcc_vs_mos)} | {_opt(f.plcc_vs_mos)} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) |")
+                     f"{_opt(f.srcc_vs_mos)} | {_opt(f.plcc_vs_mos)} | "
+                     f"{'pass' if r.gate_pass else 'FAIL'} ({r.gate}) |")
     lines += ["", "| artifact | target | platform | precision | capability |", "|---|---|---|---|---|"]
     for r in report.results:
         lines.append(f"| {r.artifact} | {r.target} | {r.platform} | {r.precision} | {r.status} |")
