@@ -139,7 +139,7 @@ def read_golden(folder: Path) -> dict[str, Any]:
 
 
 def check_probes(golden: dict[str, Any], artifact: str, got: dict[str, dict[str, Any]], target: str = "",
-                 step: Step = Step.VERIFY) -> StageResult:
+                 step: Step = Step.VERIFY, platform: str = "native") -> StageResult:
     """An artifact's probe scores (score_probes) against the reference scores, held to the artifact's tolerance
     (``Gate(max_abs=tolerance)``); without a recorded tolerance the check fails."""
     ref = golden["reference"]["scores"]
@@ -154,7 +154,7 @@ def check_probes(golden: dict[str, Any], artifact: str, got: dict[str, dict[str,
     precision = entry.get("precision")
     result = StageResult(step, target or entry.get("target", ""), Outcome.VERIFIED, artifact=artifact,
                          precision=Precision(precision) if precision else None, fidelity=fid,
-                         gate=Gate(max_abs=float(tol)) if tol is not None else None)
+                         gate=Gate(max_abs=float(tol)) if tol is not None else None, platform=platform)
     if tol is None:
         result.outcome, result.reason = Outcome.FAILED, "no tolerance recorded in golden.json"
     return result
@@ -164,5 +164,6 @@ def probe_line(r: StageResult) -> str:
     """One line per probe check: ok/FAIL, the largest |d| against the reference, the tolerance, the worst probe."""
     f = r.fidelity
     tol = "no tolerance recorded" if r.gate is None else f"tolerance {r.gate.max_abs:g}"
-    return (f"{'FAIL' if r.failed else 'ok  '} {r.artifact}: {f.n} probes, max |d| vs reference {f.max_abs:.4g} "
+    where = "" if r.platform == "native" else f" on {r.platform}"
+    return (f"{'FAIL' if r.failed else 'ok  '} {r.artifact}{where}: {f.n} probes, max |d| vs reference {f.max_abs:.4g} "
             f"({tol}; worst {f.worst[0]['image']})")

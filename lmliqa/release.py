@@ -75,6 +75,10 @@ class ReleaseConfig:
     bench_iters: int = 3
     bench_min_time: float = 1.0
     threads: int | None = None
+    # where parity and the golden probes run each artifact (lmliqa.platforms); an emulated platform scores the first
+    # EMULATED_LIMIT evaluation photos (emulation is ~50-100x slower) and every probe
+    platforms: tuple[str, ...] = ("native",)
+    emulated_limit: int | None = 12
 
 
 @dataclass
@@ -245,7 +249,8 @@ class Parity:
         from .parity import run_parity
 
         r.parity = run_parity(r.cfg.checkpoint, r.out, r.cfg.eval, limit=r.cfg.eval_limit, threads=r.cfg.threads,
-                              out=r.evidence / "parity", skip=r.skip)
+                              out=r.evidence / "parity", skip=r.skip, platforms=r.cfg.platforms,
+                              emulated_limit=r.cfg.emulated_limit)
         r.failures += failures(r.parity.results)
         return f"{len(r.parity.rows)} rows measured, {sum(x.failed for x in r.parity.rows)} failing"
 
@@ -280,7 +285,8 @@ class Golden:
 
     def run(self, r: Release) -> str:
         r.shipped = [a for a in registry.discover(r.out) if a in r.cfg.keep]
-        r.golden, r.probe_checks = write_golden(r.out / "golden", r.cfg.checkpoint, r.shipped, r.parity, r.ckpt_name)
+        r.golden, r.probe_checks = write_golden(r.out / "golden", r.cfg.checkpoint, r.shipped, r.parity, r.ckpt_name,
+                                                r.cfg.platforms)
         r.failures += failures(r.probe_checks)
         return f"{len(r.probe_checks)} artifacts checked"
 
@@ -373,8 +379,9 @@ def manifest_body(r: Release) -> dict[str, Any]:
         "accuracy": {"data": cfg.eval, "n": len(ref), "metrics": iqa_metrics(ref, mos), "ci95": bootstrap_ci(ref, mos)},
         "cross_validation": cv and card.cv_headline(cv), "weaknesses": card.weaknesses(r.parity, cfg.eval),
         "artifacts": artifact_records(r),
-        "not_verified_here": [{"artifact": x.artifact, "precision": str(x.precision), "status": x.status}
-                              for x in not_run]
+        "platforms": {"checked": list(cfg.platforms), "emulated_limit": cfg.emulated_limit},
+        "not_verified_here": [{"artifact": x.artifact, "precision": str(x.precision), "platform": x.platform,
+                               "status": x.status} for x in not_run]
         + [{"artifact": f"{x.target} (export)", "precision": "-", "status": x.status}
            for x in r.exported if x.outcome in (Outcome.PARTIAL, Outcome.UNAVAILABLE)],
         "bench": {"cpu": r.bench["cpu"], "threads": r.bench["threads"], "batches": r.bench["batches"]},
@@ -393,11 +400,12 @@ def probe_tolerance(gate: Gate, observed: list[float]) -> tuple[float | None, st
         "1.5 x the largest |d| measured here on the evaluation photos and the probes, rounded up to 0.05"
 
 
-def write_golden(folder: Path, checkpoint: Path, shipped: list[Artifact], parity,
-                 ckpt_name: str | None) -> tuple[dict[str, Any], list[StageResult]]:
+def write_golden(folder: Path, checkpoint: Path, shipped: list[Artifact], parity, ckpt_name: str | None,
+                 platforms: tuple[str, ...] = ("native",)) -> tuple[dict[str, Any], list[StageResult]]:
     """Write the probes and golden.json: the torch reference's image and crop scores, each shipped artifact's
-    scores (as stored) and its tolerance (the shipped checkpoint, CKPT_NAME, must reproduce the reference); returns
-    golden.json and each artifact's check against its tolerance."""
+    scores (as stored), on every platform of PLATFORMS that runs it, and its tolerance, which holds on all of them
+    (the shipped checkpoint, CKPT_NAME, must reproduce the reference); returns golden.json and each artifact x
+    platform's check against its tolerance."""
     from . import golden
 
     golden.write_probes(folder)
@@ -410,10 +418,11 @@ def write_golden(folder: Path, checkpoint: Path, shipped: list[Artifact], parity
                               "artifacts": {}}
     checks = []
     for art in shipped:
-        entry, got = _golden_entry(art, ref, folder, parity)
+        entry, got = _golden_entry(art, ref, folder, parity, platforms)
         record["artifacts"][art.name] = entry
-        if got is not None:
-            checks.append(golden.check_probes(record, art.name, got, target=art.target.name, step=Step.GOLDEN))
+        for where, scores in got.items():
+            checks.append(golden.check_probes(record, art.name, scores, target=art.target.name, step=Step.GOLDEN,
+                                              platform=where))
     if ckpt_name:
         record["artifacts"][ckpt_name] = {"target": reference_target.name, "precision": "fp32",
                                           "tolerance": reference_target.gate(Precision.FP32).max_abs,
@@ -423,42 +432,55 @@ def write_golden(folder: Path, checkpoint: Path, shipped: list[Artifact], parity
     return record, checks
 
 
-def _golden_entry(art: Artifact, ref: dict[str, Any], folder: Path, parity) -> tuple[dict[str, Any], dict | None]:
-    """ART's golden.json entry (its tolerance, and its probe scores when it runs here) and those scores."""
+def _golden_entry(art: Artifact, ref: dict[str, Any], folder: Path, parity,
+                  platforms: tuple[str, ...] = ("native",)) -> tuple[dict[str, Any], dict[str, dict]]:
+    """ART's golden.json entry (its tolerance, and its probe scores on each platform that runs it here) and those
+    scores by platform. The tolerance holds on every platform measured: a quantized artifact's is 1.5 x the largest
+    |d| seen on any of them."""
     from . import golden
+    from . import platforms as platform_registry
     from .runtimes import load
 
     entry: dict[str, Any] = {"target": art.target.name, "precision": art.precision.value}
-    try:
-        scorer = load(art.path, target=art.target.name)
-    except BackendUnavailable as exc:
+    got: dict[str, dict] = {}
+    gate = None
+    for where in platforms:
+        if not platform_registry.get(where).covers(art.target.name):
+            continue
+        try:
+            with load(art.path, target=art.target.name, platform=where) as scorer:
+                got[where] = golden.score_probes(scorer, folder)
+                gate = art.target.gate(scorer.precision, scorer.weights)
+        except BackendUnavailable as exc:
+            entry.setdefault("not_checked_here", {})[where] = str(exc)
+    if not got:
         gate = art.target.gate(art.precision, Precision(art.metadata.get("weights") or "fp32"))
         entry["tolerance"], entry["tolerance_basis"] = probe_tolerance(gate, [])
-        entry["not_checked_here"] = str(exc)
-        return entry, None
-    got = golden.score_probes(scorer, folder)
-    probe_d = [abs(got[k]["score"] - ref[k]["score"]) for k in ref]
-    row = parity.row(art.name, art.precision)
-    gate = art.target.gate(scorer.precision, scorer.weights)
-    entry["tolerance"], entry["tolerance_basis"] = probe_tolerance(gate, probe_d + ([row.fidelity.max_abs] if row
-                                                                                   else []))
-    entry["scores"] = {k: v["score"] for k, v in got.items()}
-    entry["check"] = {"max_abs": max(probe_d), "ok": entry["tolerance"] is not None and max(probe_d)
-                      <= entry["tolerance"]}
+        return entry, got
+    probe_d = {w: [abs(g[k]["score"] - ref[k]["score"]) for k in ref] for w, g in got.items()}
+    rows = [x for w in got if (x := parity.row(art.name, art.precision, w)) is not None]
+    observed = [d for ds in probe_d.values() for d in ds] + [x.fidelity.max_abs for x in rows]
+    entry["tolerance"], entry["tolerance_basis"] = probe_tolerance(gate, observed)
+    native = got.get("native") or next(iter(got.values()))
+    entry["scores"] = {k: v["score"] for k, v in native.items()}
+    entry["check"] = {"max_abs": max(probe_d.get("native") or next(iter(probe_d.values()))),
+                      "ok": entry["tolerance"] is not None and max(observed) <= entry["tolerance"]}
+    others = {w: g for w, g in got.items() if w != "native"}
+    if others:
+        entry["platforms"] = {w: {"scores": {k: v["score"] for k, v in g.items()}, "max_abs": max(probe_d[w])}
+                              for w, g in others.items()}
     return entry, got
 
 
 def artifact_records(r: Release) -> dict[str, Any]:
     """Per shipped artifact: target, precision, the gates it passed with the measured numbers, its tools."""
     records: dict[str, Any] = {}
-    checks = {c.artifact: c for c in r.probe_checks}
     for art in r.shipped:
         gates = [_gate_record("parity", x) for x in r.parity.rows if x.artifact == art.name]
         q = r.quant.result(art.name)
         if q is not None and q.gate is not None:
             gates.append(_gate_record("quantize validation", q))
-        if art.name in checks:
-            gates.append(_gate_record("golden probes", checks[art.name]))
+        gates += [_gate_record("golden probes", c) for c in r.probe_checks if c.artifact == art.name]
         status = next((x.status for x in r.parity.results if x.artifact == art.name), "")
         records[art.name] = {"target": art.target.name, "precision": art.precision.value,
                              "weights": art.metadata.get("weights") or "fp32", "status_here": status,
@@ -476,7 +498,7 @@ _MEASURED = ("max_abs", "mean_abs", "p95_abs", "srcc_vs_ref", "rank_flip_rate", 
 
 def _gate_record(check: str, x: StageResult) -> dict[str, Any]:
     f = x.fidelity.to_dict()
-    out = {"check": check, "gate": str(x.gate), "pass": x.gate_pass, "n": x.fidelity.n,
+    out = {"check": check, "platform": x.platform, "gate": str(x.gate), "pass": x.gate_pass, "n": x.fidelity.n,
            "measured": {k: f[k] for k in _MEASURED if f.get(k) is not None}}
     if check == "parity":
         out["executed_as"] = x.precision.value

@@ -120,6 +120,9 @@ class Target:
     device_names: tuple[str, ...] = ()   # what load(..., device=) and --device take
     companions: tuple[str, ...] = ()     # files beside an artifact file that belong to it (same stem, these suffixes)
     marker: str | None = None            # an artifact is a folder holding this file (the browser's web folder)
+    # a runtime ~100x slower than this CPU (a simulator): quantize's validation and parity score at most this many
+    # photos of theirs with it (each result records its n)
+    check_photos: int | None = None
 
     # ------------------------------------------------------------------ stages
     def stage(self, stage: Stage):
@@ -417,4 +420,21 @@ register(Target(
     requires={Stage.EXPORT: ("onnx", "onnxscript"), Stage.QUANTIZE: ("onnx", "onnxruntime", "nncf"),
               Stage.RUNTIME: ("selenium",)},
     tools=("onnx", "selenium"), extra="web", device_names=("wasm", "webgpu"),
+))
+register(Target(
+    "qualcomm", "Qualcomm AI Engine Direct (Snapdragon HTP), via LiteRT AOT", "qnn",
+    "Snapdragon phones' NPU (Hexagon HTP): SM8550, SM8650, SM8750; the compiled .tflite runs with LiteRT's Qualcomm "
+    "dispatch on the phone", (), (P.FP16, P.INT8), "lmliqa.runtimes.qualcomm", "lmliqa.export.qualcomm",
+    "lmliqa.quantize.qualcomm", folder=True, marker="lmliqa-qnn.json",
+    requires={Stage.EXPORT: ("litert_torch", "ai_edge_litert", "onnxruntime_qnn"),
+              Stage.QUANTIZE: ("litert_torch", "ai_edge_litert", "onnxruntime_qnn"),
+              Stage.RUNTIME: ("onnxruntime", "onnxruntime_qnn", "ai_edge_litert", "onnx")},
+    tools=("ai-edge-litert", "onnxruntime-qnn"), extra="qnn", device_names=("htp",), check_photos=8,
+    gates={P.FP16: REDUCED},
+    options=tuple(o for stage in (Stage.EXPORT, Stage.QUANTIZE) for o in (
+        Option("socs", "--socs", "Snapdragon SoCs to compile for (SM8550, SM8650, SM8750)", stage,
+               default="SM8650,SM8750"),
+        Option("qualcomm_fold_relu", "--qualcomm-fold-relu", "compile with LiteRT's default fold-ReLU (wrong on "
+               "quantized convs whose output range starts below 0: kept for reproducing it)", stage, default=False,
+               type=None, is_flag=True))),
 ))

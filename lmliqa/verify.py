@@ -57,12 +57,19 @@ class VerifyReport:
         lines += [f"  FAIL {r.artifact}: {r.reason}" for r in self.errors]
         if self.not_checked:
             lines.append("not checked here:")
-            lines += [f"  {r.artifact}: {r.reason}" for r in self.not_checked]
+            lines += [f"  {r.artifact}" + ("" if r.platform == "native" else f" on {r.platform}") + f": {r.reason}"
+                      for r in self.not_checked]
         lines.append("verify: OK" if self.ok else "verify: FAILED")
         return "\n".join(lines)
 
 
-def verify_release(folder: str | Path, threads: int | None = None) -> VerifyReport:
+def verify_release(folder: str | Path, threads: int | None = None,
+                   platforms: tuple[str, ...] = ("native",)) -> VerifyReport:
+    """FOLDER's files against its manifest, and its golden probes on every platform of PLATFORMS that runs each
+    artifact (an emulated platform that lacks an artifact's runtime is listed as not checked)."""
+    from . import platforms as platform_registry
+
+    chosen = [platform_registry.get(p) for p in platforms]
     folder = Path(folder)
     manifest = read_manifest(folder)
     report = VerifyReport(folder, check_files(folder, manifest))
@@ -79,21 +86,31 @@ def verify_release(folder: str | Path, threads: int | None = None) -> VerifyRepo
         if any(f == name or f.startswith(name + "/") for f in bad):
             report.results.append(_failed(name, "its files do not match the manifest; not scored", art["target"]))
             continue
-        report.results.append(_check(folder, name, art["target"], gold, threads))
+        for where in chosen:
+            if not where.covers(art["target"]):
+                if not where.native:
+                    report.results.append(StageResult(Step.VERIFY, art["target"], Outcome.NOT_VERIFIED,
+                                                      f"{where.name}: {where.why_not(art['target'])}", artifact=name,
+                                                      platform=where.name))
+                continue
+            report.results.append(_check(folder, name, art["target"], gold, threads, where.name))
     return report
 
 
-def _check(folder: Path, name: str, target: str, gold: dict[str, Any], threads: int | None) -> StageResult:
-    """One shipped artifact's probes, or why they could not be scored here."""
+def _check(folder: Path, name: str, target: str, gold: dict[str, Any], threads: int | None,
+           platform: str = "native") -> StageResult:
+    """One shipped artifact's probes on PLATFORM, or why they could not be scored here."""
     from .runtimes import load
 
     try:
-        scorer = load(folder / name, target=target, threads=threads)
+        scorer = load(folder / name, target=target, threads=threads, platform=platform)
     except BackendUnavailable as exc:
-        return StageResult(Step.VERIFY, target, Outcome.NOT_VERIFIED, str(exc), artifact=name)
+        return StageResult(Step.VERIFY, target, Outcome.NOT_VERIFIED, str(exc), artifact=name, platform=platform)
     except Exception as exc:     # noqa: BLE001 - reported per artifact; the others are still checked
         return _failed(name, f"{type(exc).__name__}: {exc}", target)
-    return golden.check_probes(gold, name, golden.score_probes(scorer, folder / "golden"), target=target)
+    with scorer:
+        got = golden.score_probes(scorer, folder / "golden")
+    return golden.check_probes(gold, name, got, target=target, platform=platform)
 
 
 def _failed(artifact: str, why: str, target: str = "") -> StageResult:

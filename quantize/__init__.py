@@ -86,14 +86,16 @@ class QuantizeContext:
     def metadata_json(self, info: dict[str, Any], precision: Precision | str = Precision.INT8, **extra: Any) -> str:
         return json.dumps(self.artifact_metadata(info, precision, **extra), sort_keys=True)
 
-    def validate(self, path: Path, threads: int | None = None) -> tuple[Any, Fidelity, np.ndarray]:
+    def validate(self, path: Path, threads: int | None = None,
+                 limit: int | None = None) -> tuple[Any, Fidelity, np.ndarray]:
         """(scorer, fidelity, scores): the artifact loaded through lmliqa.runtimes, and its per-image scores on the
-        validation images against the program's."""
+        validation images (the first LIMIT of them) against the program's."""
         from lmliqa.runtimes import load
 
-        scorer = load(path, threads=threads)
-        got = image_scores(scorer.infer, self.val, self.contract)
-        return scorer, compare(self.reference, got, self.val.mos, names=self.val.file_names), got
+        val, ref = (self.val.head(limit), self.reference[:limit]) if limit else (self.val, self.reference)
+        with load(path, threads=threads) as scorer:
+            got = image_scores(scorer.infer, val, self.contract)
+        return scorer, compare(ref, got, val.mos, names=val.file_names), got
 
 
 @dataclass
@@ -190,8 +192,10 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
         if isinstance(parent, StageResult):
             results.append(parent)
             continue
-        ladder = [scope] if chosen_scope else scope_ladder(scopes, getattr(target.stage(Stage.QUANTIZE),
-                                                                             "NARROW_FIRST", False))
+        stage = target.stage(Stage.QUANTIZE)
+        own_ladder = getattr(stage, "LADDER", True)      # False: the artifact takes its parent's scope
+        ladder = [scope] if chosen_scope or not own_ladder else scope_ladder(scopes, getattr(stage, "NARROW_FIRST",
+                                                                                            False))
         ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, ladder[0], out,
                               calib_set.record(calib), reference)
         results += quantize_target(target, ctx, per_target[target.name], verbose, ladder[1:])
@@ -247,7 +251,9 @@ def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any
         if not any(_needs_wider(r) for r in checked):      # an unverified artifact cannot fail
             break
     for r in checked:
-        r.details.update(quantization=res.info, scope=list(ctx.scope.categories))
+        # the scope the artifact was made with: this try's, unless the quantizer took an artifact made with another
+        # (the Qualcomm target compiles the LiteRT target's INT8 file, with the scope LiteRT's ladder chose)
+        r.details.update(quantization=res.info, scope=list(res.info.get("scope", ctx.scope.categories)))
         widened = [{"scope": list(scope.categories), **_try_record(rs, r.artifact)} for scope, rs in tries[:-1]]
         if widened:
             r.details["scope_widened"] = widened
@@ -284,7 +290,7 @@ def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
     result = StageResult(Step.QUANTIZE, target.name, Outcome.VERIFIED, artifact=path.name, paths=[str(path)],
                          details={"runtime": runs.runtime})
     try:
-        scorer, fid, got = ctx.validate(path)
+        scorer, fid, got = ctx.validate(path, limit=runs.check_photos)
     except BackendUnavailable as exc:
         note = runs.inspect(path)
         result.outcome, result.reason = (Outcome.SIMULATED, note) if note else (Outcome.NOT_VERIFIED, str(exc))
@@ -292,7 +298,8 @@ def validate(ctx: QuantizeContext, target: Target, path: Path) -> StageResult:
         return result
     result.precision, result.weights = scorer.precision, scorer.weights
     result.fidelity, result.gate = fid, runs.gate(scorer.precision, scorer.weights)
-    result.details["gate_confidence"] = gate_confidence(result.gate, ctx.reference, got)
+    if runs.check_photos is None:      # a handful of photos (a simulator's) cannot tell; such a target follows its
+        result.details["gate_confidence"] = gate_confidence(result.gate, ctx.reference, got)     # parent's scope
     return result
 
 

@@ -37,6 +37,10 @@ class ImageSet:
     def n_crops(self) -> int:
         return int(sum(len(c) for c in self.crops))
 
+    def head(self, n: int) -> ImageSet:
+        """The first N images."""
+        return ImageSet(self.names[:n], self.crops[:n], self.mos[:n], list(self.failed))
+
     def batches(self) -> list[np.ndarray]:
         """One item per image (its crops): what NNCF and ONNX Runtime calibrate on."""
         return self.crops

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..targets import Stage
-from ._common import CHECKPOINT_HELP, add_targets_flag, checkpoint_path, chosen_targets
+from ._common import CHECKPOINT_HELP, add_platform_flag, add_targets_flag, checkpoint_path, chosen_targets
 
 
 def register(sub) -> None:
@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N evaluation photos only")
     p.add_argument("--bench-batch", default="1,8")
     p.add_argument("--threads", type=int)
+    add_platform_flag(p, several=True)
+    p.add_argument("--emulated-limit", type=int, default=12, help="emulated platforms score the first N evaluation "
+                                                                  "photos (and every golden probe; default 12)")
     p.set_defaults(func=run)
 
 
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
                         chosen_targets(args, Stage.EXPORT), name=args.name, keep=Keep.parse(args.keep),
                         include_checkpoint=args.include_checkpoint, allow_overlap=args.allow_overlap,
                         cv=Path(args.cv) if args.cv else None, n_calib=args.calib_images, eval_limit=args.eval_limit,
-                        bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads)
+                        bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads,
+                        platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()),
+                        emulated_limit=args.emulated_limit)
     try:
         body = build_release(cfg)
     except ReleaseFailed as exc:

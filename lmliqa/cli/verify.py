@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._common import add_platform_flag
+
 
 def register(sub) -> None:
     p = sub.add_parser("verify", help="re-hash a release against its manifest and score its golden probes",
@@ -13,6 +15,7 @@ def register(sub) -> None:
                                    "listed with the reason. FOLDER 'default': the model in the package.")
     p.add_argument("folder")
     p.add_argument("--threads", type=int)
+    add_platform_flag(p, several=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -25,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         from ..default_model import RELEASE
 
         folder = RELEASE
-    report = verify_release(folder, threads=args.threads)
+    report = verify_release(folder, threads=args.threads,
+                            platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
     return 0 if report.ok else 1
