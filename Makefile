@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml configs/constraints.txt configs/requirements-weights.tx
 		chromium chromium-driver >/dev/null; } || echo "make: Chromium not installed: the web target's runtime is skipped"
 	command -v npm >/dev/null && $(PY) -c "from lmliqa.export.web import ort_dist; print(ort_dist())" || \
 		echo "make: npm not found: the web target cannot be exported here"
+	@# the arm64 platform: QEMU user-mode and Debian's arm64 packages (as root; a user without root runs the same
+	@# with sudo, README "Platforms"), then its sysroot (lmliqa platform setup arm64, into LMLIQA_CACHE)
+	command -v qemu-aarch64 >/dev/null || { test "$$(id -u)" = 0 && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user >/dev/null; } || \
+		echo "make: qemu-user not installed: the arm64 platform is skipped"
+	dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64 || { test "$$(id -u)" = 0 && \
+		dpkg --add-architecture arm64 && apt-get update -qq; } || echo "make: arm64 packages not enabled"
+	$(PY) -m lmliqa platform setup arm64 || echo "make: the arm64 sysroot was not built: its tests are skipped"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import targets as registry
-from .errors import BackendUnavailable, ReleaseError, ReleaseFailed
+from .errors import BackendUnavailable, DatasetError, ReleaseError, ReleaseFailed
 from .fidelity import Gate
 from .manifest import sha256_file
 from .stages import Outcome, StageResult, Step, failures
@@ -121,32 +121,14 @@ def _set_hash(hashes) -> str:
 
 
 def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, set[str]]:
-    """(data spec, sha256 of every photo the checkpoint was trained on): the hashes the checkpoint records, else
-    rebuilt from the data spec and split it records. Raises ReleaseError when that cannot be done here."""
-    from .data import open_dataset, resolve_split
+    """(data spec, sha256 of every photo the checkpoint was trained on) (lmliqa.data.training_photos), as a
+    ReleaseError when that cannot be done here."""
+    from .data import training_photos
 
-    extra = ckpt_meta.get("extra", {})
-    spec = extra.get("dataset")
-    if extra.get("train_images_sha256"):
-        return spec, set(extra["train_images_sha256"])
-    if not spec:
-        raise ReleaseError("the checkpoint records no training data spec, so the evaluation photos cannot be checked "
-                           "against its training photos; pass --allow-overlap to release anyway")
-    tries = [spec]
-    if ":" in spec and extra.get("dataset_root"):
-        tries.append(f"{spec.split(':', 1)[0]}:{extra['dataset_root']}")    # relative spec, recorded root
-    last = None
-    for s in tries:
-        try:
-            ds = open_dataset(s)
-            break
-        except Exception as exc:     # noqa: BLE001 - reported below with every spec tried
-            last = exc
-    else:
-        raise ReleaseError(f"the checkpoint's training data {spec!r} cannot be opened here ({last}); it is needed to "
-                           "check the evaluation photos against the training photos (or pass --allow-overlap)")
-    train_idx, _ = resolve_split(extra.get("split", "all"), ds, seed=extra.get("split_seed", 0))
-    return spec, set(_hashes([ds.records[i].path for i in train_idx]).values())
+    try:
+        return training_photos(ckpt_meta)
+    except DatasetError as exc:
+        raise ReleaseError(f"{exc} (or pass --allow-overlap)") from None
 
 
 def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

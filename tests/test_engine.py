@@ -303,3 +303,31 @@ def test_training_on_two_data_sets_evaluates_each_on_its_own(tmp_path, synthetic
     assert meta["extra"]["dataset"] == f"synthetic:{synthetic_dir},folder:{tmp_path / 'f'}"
     assert [p["name"] for p in meta["extra"]["parts"]] == ["synthetic", "folder"]
     assert meta["extra"]["train_config"]["data_weights"] == [0.2, 1.0]
+
+
+def test_cross_dataset_table_never_credits_a_model_with_its_training_photos(tmp_path, synthetic_dir, capsys):
+    """lmliqa eval --cross: each checkpoint on each data set's evaluation photos (BIQ2021: its official test split;
+    others: all photos) minus the checkpoint's own training photos by content hash; a data set it was trained on
+    entirely is marked, not scored."""
+    from layouts import make_biq2021, make_folder
+
+    make_folder(tmp_path / "f", n=12)
+    make_biq2021(tmp_path / "b", size=(64, 64))
+    run(tmp_path / "syn", data=f"synthetic:{synthetic_dir}", split="random:0", max_steps=2)
+    run(tmp_path / "fold", data=f"folder:{tmp_path / 'f'}", split="all", max_steps=2)
+    out = tmp_path / "cross.json"
+    specs = [f"synthetic:{synthetic_dir}", f"folder:{tmp_path / 'f'}", f"biq2021:{tmp_path / 'b'}"]
+    rc = main(["eval", "--cross", "--checkpoint", str(tmp_path / "syn" / "final.safetensors"),
+               str(tmp_path / "fold" / "final.safetensors"), *sum((["--data", s] for s in specs), []),
+               "--bootstrap", "200", "--out", str(out)])
+    assert rc == 0
+    table = json.loads(out.read_text())
+    syn, fold = table["rows"]
+    assert [c["evaluates"] for c in table["columns"]] == ["all photos", "all photos", "official test split"]
+    cell = syn["cells"][specs[0]]
+    assert cell["n"] == 50 and cell["n_excluded_training"] == 250 and np.isfinite(cell["srcc"])
+    assert cell["ci95"]["srcc"]["low"] <= cell["srcc"] <= cell["ci95"]["srcc"]["high"]
+    assert syn["cells"][specs[2]]["n"] == 4 and syn["cells"][specs[1]]["n"] == 12
+    assert fold["cells"][specs[1]]["status"].startswith("trained on it") and fold["cells"][specs[0]]["n"] == 300
+    md = out.with_suffix(".md").read_text()
+    assert "trained on it" in md and "official test split" in md and "provenance" in table

@@ -18,7 +18,7 @@ from .readers import ALIASES, READERS, Reader, register_reader
 from .splits import resolve_split
 
 __all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "Reader", "open_dataset", "outside_root",
-           "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help"]
+           "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help", "training_photos"]
 
 SYNTHETIC_LICENCE = ("lmliqa's synthetic set: CC0 / public-domain photos shipped in scikit-image, scikit-learn and "
                      "matplotlib wheels, distorted, scored by SSIM (not human opinion)")
@@ -117,3 +117,32 @@ def _read(spec: str, seed: int) -> IQADataset:
     if not ds.records:
         raise DatasetError(f"{spec}: the label file lists no images")
     return ds
+
+
+def training_photos(ckpt_meta: dict) -> tuple[str, set[str]]:
+    """(data spec, sha256 of every photo a checkpoint was trained on): the hashes the checkpoint records, else rebuilt
+    from the data spec and split it records. DatasetError when neither can be done here."""
+    from ..manifest import sha256_file
+
+    extra = ckpt_meta.get("extra", {})
+    spec = extra.get("dataset")
+    if extra.get("train_images_sha256"):
+        return spec, set(extra["train_images_sha256"])
+    if not spec:
+        raise DatasetError("the checkpoint records no training data spec, so photos cannot be checked against its "
+                           "training photos")
+    tries = [spec]
+    if ":" in spec and "," not in spec and extra.get("dataset_root"):
+        tries.append(f"{spec.split(':', 1)[0]}:{extra['dataset_root']}")    # relative spec, recorded root
+    last = None
+    for s in tries:
+        try:
+            ds = open_dataset(s)
+            break
+        except Exception as exc:     # noqa: BLE001 - reported below with every spec tried
+            last = exc
+    else:
+        raise DatasetError(f"the checkpoint's training data {spec!r} cannot be opened here ({last}); it is needed to "
+                           "check photos against its training photos")
+    train_idx, _ = resolve_split(extra.get("split", "all"), ds, seed=extra.get("split_seed", 0))
+    return spec, {sha256_file(ds.records[i].path) for i in train_idx}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import capability
+from conftest import capability, in_suite_release
 
 from lmliqa import targets
 from lmliqa.fidelity import compare
@@ -34,6 +34,7 @@ def test_probe_answers_for_every_declared_precision(name):
 
 @pytest.mark.parametrize("name", EXPORTABLE)
 def test_export_outcome_is_typed_and_its_files_exist(exported, name):
+    in_suite_release(name)
     _, _, results = exported
     r = results[name]
     assert r.step is Step.EXPORT and r.target == name
@@ -51,6 +52,7 @@ def _artifacts(folder, name, precisions):
 def test_every_artifact_carries_the_reference_contract(exported, name):
     from lmliqa.runtimes import load
 
+    in_suite_release(name)
     ckpt, out, _ = exported
     reference = load(ckpt).metadata
     arts = _artifacts(out, name, set(Precision))
@@ -65,6 +67,7 @@ def _gate_check(out, name, precisions, reference, photos):
     skipped with the machine's reason when none runs here."""
     from lmliqa.runtimes import load
 
+    in_suite_release(name)
     arts = _artifacts(out, name, precisions)
     if not arts:
         pytest.skip(f"{name} wrote no {'/'.join(sorted(p.value for p in precisions))} artifact here")
@@ -97,6 +100,7 @@ def test_reduced_precision_artifacts_hold_their_gate(exported, photos, torch_sco
 @pytest.mark.parametrize("name", QUANTIZABLE)
 def test_quantized_artifacts_hold_their_gate_on_photos_never_calibrated_on(quantized, photos, torch_scores, name):
     """INT8: SRCC(int8, torch) >= 0.99, mean |d| <= 1.0, rank flips <= 2 % on the 24 gate photos."""
+    in_suite_release(name)
     _, out, report = quantized
     results = report.for_target(name)
     assert results and all(r.step is Step.QUANTIZE for r in results)

@@ -1,0 +1,97 @@
+"""Cross-dataset evaluation: a train-set x test-set table (`lmliqa eval --cross`), the record a model card quotes.
+
+Each checkpoint (a row, named by the data it was trained on) scores each data set (a column) on that data set's
+evaluation photos: its published test split when it has one (BIQ2021), else all of its photos, minus every photo
+the checkpoint was trained on, found by content hash (so a LIVE-C model is never credited on its own training photos,
+however the folder is spelled). A cell whose photos were all training photos says so instead of a number. SRCC and
+PLCC come with 95 % bootstrap intervals (scipy.stats.bootstrap, photos resampled).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import open_dataset, training_photos
+from ..errors import DatasetError
+from ..manifest import sha256_file
+from ..metrics import bootstrap_ci, iqa_metrics
+from ..models.checkpoint import load_checkpoint
+from .evaluate import predict
+
+
+def evaluation_photos(ds) -> tuple[list[int], str]:
+    """(indices, what they are) of a data set's evaluation photos: its published test split, or all of it."""
+    if ds.official is not None:
+        return list(ds.official["test"]), "official test split"
+    return list(range(len(ds))), "all photos"
+
+
+def cross_dataset(checkpoints: list[str | Path], data: list[str], bootstrap: int = 1000, device: str = "cpu",
+                  names: list[str] | None = None) -> dict[str, Any]:
+    """The table: {"columns": [...], "rows": [{"checkpoint", "name", "trained_on", "cells": {spec: cell}}]}."""
+    sets = {spec: open_dataset(spec) for spec in data}
+    hashes = {spec: [sha256_file(r.path) for r in ds.records] for spec, ds in sets.items()}
+    columns = [{"spec": spec, "name": column_name(spec, ds), "evaluates": evaluation_photos(ds)[1]}
+               for spec, ds in sets.items()]
+    rows = []
+    for k, path in enumerate(checkpoints):
+        model, meta = load_checkpoint(path, map_location=device)
+        untraceable = ""
+        try:
+            trained_spec, trained = training_photos(meta)
+        except DatasetError as exc:
+            trained_spec, trained = meta.get("extra", {}).get("dataset"), None
+            untraceable = str(exc)
+        cells = {}
+        for spec, ds in sets.items():
+            idx, _ = evaluation_photos(ds)
+            if trained is None:
+                cells[spec] = {"status": f"not evaluated: {untraceable}"}
+                continue
+            keep = [i for i in idx if hashes[spec][i] not in trained]
+            cells[spec] = _cell(model, ds, keep, len(idx) - len(keep), bootstrap, device)
+        rows.append({"checkpoint": str(path), "name": names[k] if names else Path(path).parent.name,
+                     "trained_on": trained_spec, "split": meta.get("extra", {}).get("split"), "cells": cells})
+    return {"columns": columns, "rows": rows, "bootstrap_resamples": bootstrap}
+
+
+def _cell(model, ds, indices: list[int], n_excluded: int, bootstrap: int, device: str) -> dict[str, Any]:
+    if len(indices) < 3:
+        return {"status": "trained on it: no photo left to evaluate" if n_excluded else "too few photos",
+                "n_excluded_training": n_excluded}
+    preds = predict(model, ds, indices, device=device)
+    mos = ds.label.to_training(np.array([ds.records[i].mos for i in preds.indices]))
+    cell = {"status": "ok", "n": len(preds.indices), "n_excluded_training": n_excluded,
+            "n_failed": len(preds.errors), **{k: v for k, v in iqa_metrics(preds.scores, mos).items() if k != "n"}}
+    if bootstrap:
+        cell["ci95"] = bootstrap_ci(preds.scores, mos, n_resamples=bootstrap)
+    return cell
+
+
+def column_name(spec: str, ds) -> str:
+    """A data set's short name: its reader's, or a folder's own name (folder:../livec-dev -> livec-dev)."""
+    if ds.name == "folder":
+        return Path(spec.split(":", 1)[1]).name or spec
+    return ds.name
+
+
+def markdown(table: dict[str, Any]) -> str:
+    cols = table["columns"]
+    lines = ["| trained on \\ tested on | " + " | ".join(f"{c['name']} ({c['evaluates']})" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for row in table["rows"]:
+        cells = []
+        for c in cols:
+            cell = row["cells"][c["spec"]]
+            if cell["status"] != "ok":
+                cells.append(cell["status"])
+                continue
+            ci = cell.get("ci95")
+            srcc = f"{cell['srcc']:.3f}" + (f" [{ci['srcc']['low']:.3f}, {ci['srcc']['high']:.3f}]" if ci else "")
+            plcc = f"{cell['plcc']:.3f}" + (f" [{ci['plcc']['low']:.3f}, {ci['plcc']['high']:.3f}]" if ci else "")
+            cells.append(f"SRCC {srcc}, PLCC {plcc} (n={cell['n']})")
+        lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
