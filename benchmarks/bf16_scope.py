@@ -89,7 +89,10 @@ def main() -> None:
             print(f"{row['scope']:<28} {row['images_per_s']:.1f} img/s at batch {args.batch} "
                   f"({row['x_f32']:.2f}x OpenVINO f32, {f32:.1f} img/s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "n": len(names),
+        from lmliqa.provenance import provenance
+
+        Path(args.json).write_text(json.dumps({"provenance": provenance(), "checkpoint": args.checkpoint,
+                                               "data": args.data, "n": len(names),
                                                "batch": args.batch, "f32_images_per_s": f32, "rows": rows},
                                               indent=2))
 

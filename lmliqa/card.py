@@ -152,6 +152,10 @@ def _artifacts(body: dict[str, Any], parity, bench: dict[str, Any]) -> list[str]
     torch_ms = _speed(bench, Path(body["checkpoint"]["source"]).name, "fp32")
     if torch_ms:
         lines.append(f"\nTorch eager FP32 (the reference): {torch_ms:.1f} ms / photo at batch 1, same run.")
+    withdrawn = [(name, p, why) for name, a in body["artifacts"].items() for p, why in a.get("withdrawn", {}).items()]
+    if withdrawn:
+        lines += ["", "Not offered (the release refuses to load them in this precision):", ""]
+        lines += [f"- {name} in {p}: {why}" for name, p, why in withdrawn]
     nv = body["not_verified_here"]
     if nv:
         lines += ["", "Not verified on the machine that built this release:", ""]

@@ -50,6 +50,7 @@ class Fidelity:
     plcc_vs_mos: float | None = None
     srcc_vs_mos_ref: float | None = None
     worst: list[dict[str, Any]] = field(default_factory=list)
+    p99_abs: float | None = None          # (None in records written before it was kept)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +66,7 @@ def compare(ref: np.ndarray, got: np.ndarray, mos: np.ndarray | None = None, nam
     err = np.abs(got - ref)
     out: dict[str, Any] = {
         "n": int(len(ref)), "max_abs": float(err.max()), "mean_abs": float(err.mean()),
-        "p95_abs": float(np.percentile(err, 95)),
+        "p95_abs": float(np.percentile(err, 95)), "p99_abs": float(np.percentile(err, 99)),
         "srcc_vs_ref": float(stats.spearmanr(got, ref)[0]), "plcc_vs_ref": float(stats.pearsonr(got, ref)[0]),
         "rank_flip_rate": rank_flip_rate(ref, got),
         "material_flip_rate": rank_flip_rate(ref, got, FLIP_MARGIN),

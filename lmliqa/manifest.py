@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ReleaseError
+from .errors import PrecisionUnsupported, ReleaseError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -106,13 +106,19 @@ def artifact_files(path: Path, root: Path) -> list[str]:
     return [f.relative_to(root).as_posix() for f in files]
 
 
-def guard(path: str | Path) -> None:
+def guard(path: str | Path, precision: str | None = None) -> None:
     """Refuse an artifact of a release folder that differs from the release's manifest, or that the manifest does
-    not list: a corrupted or tampered file is never scored. Artifacts outside release folders pass."""
+    not list: a corrupted or tampered file is never scored; and refuse PRECISION when the release withdrew it for this
+    artifact (it missed its gate there). Artifacts outside release folders pass."""
     root = release_root(path)
     if root is None:
         return
     manifest = read_manifest(root)
+    if precision is not None:
+        rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
+        why = manifest.get("artifacts", {}).get(rel, {}).get("withdrawn", {}).get(str(precision))
+        if why:
+            raise PrecisionUnsupported(f"{path}: its release does not offer {precision}: {why}")
     listed = manifest["files"]
     for rel in artifact_files(Path(path), root):
         entry = listed.get(rel)

@@ -87,12 +87,13 @@ class ParityReport:
 
 def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int | None = None,
                threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = (),
-               platforms: Collection[str] = (NATIVE,), emulated_limit: int | None = None) -> ParityReport:
+               platforms: Collection[str] = (NATIVE,), emulated_limit: int | None = None,
+               simulated_limit: int | None = None) -> ParityReport:
     """Every artifact in MODELS x every precision its target can execute x every platform of PLATFORMS, against the
     torch reference, on the images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the
     calibration images). An emulated platform scores the first EMULATED_LIMIT of those images, a simulated target
-    the first ``check_photos`` (both run ~50-100x slower than this CPU); each row says on how many photos it was
-    measured."""
+    the first SIMULATED_LIMIT (default: its ``check_photos``; both run ~50-100x slower than this CPU); each row says
+    on how many photos it was measured."""
     from .manifest import sha256_file
     from .provenance import provenance
 
@@ -116,7 +117,8 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
                                                       where.why_not(art.target.name), art.name, art.precision,
                                                       platform=where.name))
                 continue
-            limits = [art.target.check_photos, None if where.native else emulated_limit]
+            limits = [(simulated_limit or art.target.check_photos) if art.target.check_photos else None,
+                      None if where.native else emulated_limit]
             n = min((v for v in limits if v), default=None)
             for precision in art.target.run_precisions(art.precision):
                 report.results.append(measure(art, precision, report, threads, where.name, n))

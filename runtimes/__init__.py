@@ -62,7 +62,7 @@ def load(path: str | Path | None = None, target: str | None = None, precision: P
         path = default_artifact(target)
     if not Path(path).exists():
         raise ArtifactError(f"{path}: no such file or folder")
-    guard(path)
+    guard(path, None if precision is None else str(precision))
     chosen = _targets.get(target) if target else _targets.target_for(path)
     where = _platforms.get(platform)
     if not where.native:

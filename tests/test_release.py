@@ -179,3 +179,43 @@ def test_a_tree_without_git_reports_the_commit_it_was_told(tmp_path, monkeypatch
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(__file__).parent).stdout.strip()
     assert git_commit().split("+")[0] == head                 # a real checkout reports its own commit
+
+
+def test_an_execution_precision_missing_its_gate_is_withdrawn_not_shipped(release, tmp_path):
+    """OpenVINO can run an FP32 IR in bf16; when that misses its gate on the evaluation photos (a CPU with bf16: the
+    CI model's bf16 measured max |d| 0.598 > 0.5), the release withdraws bf16 for that artifact instead of failing:
+    the manifest says why and loading it in bf16 is refused, while its stored precision still gates the release."""
+    from types import SimpleNamespace
+
+    from lmliqa.errors import PrecisionUnsupported
+    from lmliqa.fidelity import REDUCED, compare
+    from lmliqa.release import withdrawn_precisions
+    from lmliqa.runtimes import load
+    from lmliqa.stages import Outcome, StageResult, Step
+    from lmliqa.targets import Artifact, Precision, get
+
+    ref = np.linspace(20, 80, 40)
+
+    def row(precision, err):
+        return StageResult(Step.PARITY, "openvino", Outcome.VERIFIED, artifact="m_openvino", precision=precision,
+                           fidelity=compare(ref, ref + err, names=[f"p{i}.jpg" for i in range(40)]), gate=REDUCED)
+
+    art = Artifact(Path("m_openvino"), get("openvino"), Precision.FP32)
+    bad = np.where(np.arange(40) == 7, 0.6, 0.1)
+    parity = SimpleNamespace(rows=[row(Precision.FP32, np.full(40, 1e-4)), row(Precision.BF16, bad)])
+    withdrawn = withdrawn_precisions(parity, [art])
+    why = withdrawn[("m_openvino", "bf16")]
+    assert list(withdrawn) == [("m_openvino", "bf16")] and "max |d| 0.6" in why
+    assert "worst p7.jpg" in why and "run it as stored (fp32)" in why
+    parity.rows[0] = row(Precision.FP32, bad)        # the stored precision failing is a release failure, never withdrawn
+    assert list(withdrawn_precisions(parity, [art])) == [("m_openvino", "bf16")]
+
+    out, _ = release
+    copy = tmp_path / "rel"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["artifacts"]["mobile_openvino"]["withdrawn"] = {"bf16": "bf16 execution misses its gate"}
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(PrecisionUnsupported, match="does not offer bf16: bf16 execution misses its gate"):
+        load(copy / "mobile_openvino", precision="bf16")
+    assert load(copy / "mobile_openvino").precision is Precision.FP32

@@ -1,0 +1,113 @@
+"""Parity on the code paths phones run (issue 23): the same artifacts on x86, on arm64 kernels under QEMU, and on
+the Snapdragon HTP simulator, against the torch reference on real photos.
+
+    python benchmarks/platform_parity.py --checkpoint default --data folder:../shared/data/livec-dev --n 100 \
+        --out benchmarks/results/DATE-platform-parity.json
+
+Exports CHECKPOINT for ONNX, LiteRT and the Qualcomm target (SM8650, SM8750), quantizes them (calibrated on the
+first 32 photos of DATA), then runs `lmliqa parity` with platforms native and arm64 on the next N photos (the
+calibration photos left out) with every row on all N photos, emulated and simulated ones included. It also compiles
+the INT8 LiteRT model for SM8750 with LiteRT's default fold-ReLU and measures it the same way: the bug the target's
+default avoids. Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC, the flip rate
+of pairs more than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from lmliqa.provenance import provenance
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--socs", default="SM8650,SM8750")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", help="keep the artifacts here (default: a temporary folder)")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    prov = provenance()
+    from lmliqa import sysroot
+    from lmliqa.cli._common import checkpoint_path
+    from lmliqa.data import open_dataset
+    from lmliqa.export import export_checkpoint
+    from lmliqa.export.qualcomm import compile_for
+    from lmliqa.parity import run_parity
+    from lmliqa.platforms import get
+    from lmliqa.quantize import quantize_models
+    from lmliqa.runtimes.litert import read_metadata
+
+    ckpt = Path(checkpoint_path(args.checkpoint))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="platform-parity-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    exported = export_checkpoint(ckpt, ["onnx", "litert", "qualcomm"], work, socs=args.socs)
+    quant = quantize_models(work, ["onnx", "litert", "qualcomm"], calib=args.data, n_calib=32, n_val=64,
+                            socs=args.socs)
+    calib = set(quant.calibration["images"])
+    ds = open_dataset(args.data)
+    skip = [str(r.path) for r in ds.records if r.path.name in calib]
+    fold = work / "fold_relu"
+    fold.mkdir(exist_ok=True)
+    int8 = work / f"{quant.model}_int8.tflite"
+    compile_for(int8, fold / f"{quant.model}_int8_foldrelu_qnn_sm8750", "SM8750", read_metadata(int8),
+                fold_relu=True)
+    report = run_parity(ckpt, work, args.data, limit=args.n, threads=args.threads, skip=skip,
+                        platforms=("native", "arm64"), emulated_limit=args.n, simulated_limit=args.n,
+                        out=work / "parity")
+    folded = run_parity(ckpt, fold, args.data, limit=args.n, threads=args.threads, skip=skip,
+                        simulated_limit=args.n)
+    result = {
+        "provenance": prov, "checkpoint": str(ckpt), "data": args.data, "n": args.n, "wall_s": round(time.time() - t0),
+        "calibration": quant.calibration, "export": [r.to_dict() for r in exported],
+        "quantization": [r.to_dict() for r in quant.results],
+        "arm64_sysroot": sysroot.record(get("arm64")) if not get("arm64").unavailable() else None,
+        "rows": [_row(r) for r in report.results],
+        "fold_relu_default": [_row(r) for r in folded.results],
+        "torch_vs_mos": report.torch_vs_mos, "n_images": report.n_images,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(_table(result))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _row(r) -> dict:
+    d = {"artifact": r.artifact, "target": r.target, "platform": r.platform, "precision": str(r.precision),
+         "outcome": r.outcome.value, "status": r.status}
+    if r.fidelity is not None:
+        f = r.fidelity
+        d.update(n=f.n, max_abs=f.max_abs, p99_abs=f.p99_abs, mean_abs=f.mean_abs, srcc_vs_ref=f.srcc_vs_ref,
+                 material_flip_rate=f.material_flip_rate, worst=f.worst[:1], gate=str(r.gate), gate_pass=r.gate_pass,
+                 srcc_vs_mos=f.srcc_vs_mos, vs_native=r.details.get("vs_native"),
+                 runtime=r.details.get("platform_runtime"))
+    return d
+
+
+def _table(result: dict) -> str:
+    lines = ["| artifact | platform | precision | n | max abs | p99 abs | mean abs | SRCC vs torch | flips > 1 | "
+             "vs x86 max | gate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"] + result["fold_relu_default"]:
+        if "n" not in r:
+            continue
+        vs = r["vs_native"]["max_abs"] if r.get("vs_native") else None
+        lines.append(f"| {r['artifact']} | {r['platform']} | {r['precision']} | {r['n']} | {r['max_abs']:.4g} | "
+                     f"{r['p99_abs']:.4g} | {r['mean_abs']:.4g} | {r['srcc_vs_ref']:.4f} | "
+                     f"{r['material_flip_rate']:.3f} | {'' if vs is None else f'{vs:.3g}'} | "
+                     f"{'pass' if r['gate_pass'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
