@@ -207,7 +207,7 @@ def test_an_execution_precision_missing_its_gate_is_withdrawn_not_shipped(releas
     why = withdrawn[("m_openvino", "bf16")]
     assert list(withdrawn) == [("m_openvino", "bf16")] and "max |d| 0.6" in why
     assert "worst p7.jpg" in why and "run it as stored (fp32)" in why
-    parity.rows[0] = row(Precision.FP32, bad)        # the stored precision failing is a release failure, never withdrawn
+    parity.rows[0] = row(Precision.FP32, bad)        # a failing stored precision fails the release: never withdrawn
     assert list(withdrawn_precisions(parity, [art])) == [("m_openvino", "bf16")]
 
     out, _ = release
