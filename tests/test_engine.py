@@ -331,3 +331,25 @@ def test_cross_dataset_table_never_credits_a_model_with_its_training_photos(tmp_
     assert fold["cells"][specs[1]]["status"].startswith("trained on it") and fold["cells"][specs[0]]["n"] == 300
     md = out.with_suffix(".md").read_text()
     assert "trained on it" in md and "official test split" in md and "provenance" in table
+
+
+def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path, synthetic_dir):
+    """init_from loads every weight of a trained checkpoint (the decoder included); with a zero learning rate the
+    run ends where it started. A checkpoint of another backbone is refused by name."""
+    import torch
+
+    from lmliqa.errors import CheckpointError
+
+    data = f"synthetic:{synthetic_dir}"
+    run(tmp_path / "a", data=data, split="random:0", max_steps=2)
+    first = tmp_path / "a" / "final.safetensors"
+    run(tmp_path / "b", data=data, split="random:0", max_steps=1, init_from=str(first), lr=0.0, warmup_lr=0.0,
+        min_lr=0.0, lml_weight=0.0)
+    a, _ = load_checkpoint(first)
+    b, meta = load_checkpoint(tmp_path / "b" / "final.safetensors")
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa if not k.startswith("score_")), "weights moved at lr 0"
+    assert meta["extra"]["train_config"]["init_from"] == str(first)
+    with pytest.raises(CheckpointError, match="a .* network; this run trains mobilenetv2_100"):
+        train(resolve_config("mobile", data=data, out=str(tmp_path / "c"), init_from=str(first), max_steps=1,
+                             threads=2))

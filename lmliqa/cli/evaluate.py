@@ -9,7 +9,8 @@ import json
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate checkpoints: SRCC, PLCC, KRCC, RMSE")
     p.add_argument("--checkpoint", required=True, nargs="+",
-                   help="checkpoint file(s), or a protocol run folder (with --splits)")
+                   help="checkpoint file(s) ('default': the checkpoint of the model in the package), or a protocol "
+                        "run folder (with --splits)")
     p.add_argument("--data", required=True, action="append",
                    help="data spec; with --cross, repeat it: one column per data set")
     p.add_argument("--cross", action="store_true",
@@ -35,7 +36,9 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..train.evaluate import evaluate_checkpoints
+    from ._common import checkpoint_path
 
+    args.checkpoint = [checkpoint_path(c) for c in args.checkpoint]
     if args.cross:
         return _cross(args)
     if len(args.data) > 1:

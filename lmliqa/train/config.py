@@ -45,6 +45,10 @@ class TrainConfig:
     # training labels' mean/std and applies SmoothL1 in those normalised units (faster start, same scale out).
     label_norm: bool = False
     freeze: list[str] = field(default_factory=list)   # parameter-name prefixes kept frozen
+    # start from a trained lmliqa checkpoint of the same network (every weight, the decoder included) instead of the
+    # ImageNet backbone: e.g. a model trained on BIQ2021 fine-tuned on LIVE-C. The label affine is set again from
+    # this run's training labels when label_norm is on.
+    init_from: str | None = None
     # What the score is trained on: reg_weight x SmoothL1 + plcc_weight x (1 - PLCC)/2 over the batch's crops +
     # rank_weight x the pairwise fidelity loss over crops of different images (losses.py). The ranking and
     # linearity terms reward what SRCC/PLCC measure; SmoothL1 alone does not.

@@ -432,7 +432,9 @@ class Trainer:
         lo, hi = ds.label.training_range
         self.mcfg = preset.replace(contract=preset.contract.replace(**ds.contract_hints),
                                    score=ScoreScale(lo, hi, ds.label.higher_is_better, ds.label.name))
-        net = build_model(self.mcfg, pretrained=cfg.pretrained)
+        net = build_model(self.mcfg, pretrained="none" if cfg.init_from else cfg.pretrained)
+        if cfg.init_from:
+            _init_from(net, cfg.init_from)
         if cfg.label_norm:
             y_train = ds.label.to_training(np.array([ds.records[i].mos for i in self.train_idx]))
             net.score_shift.fill_(float(y_train.mean()))
@@ -701,6 +703,21 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler,
         scaler.update()
     else:
         optimizer.step()
+
+
+def _init_from(net: nn.Module, path: str) -> None:
+    """NET's weights from a trained checkpoint of the same network (refused, naming it, when it does not fit)."""
+    from ..errors import CheckpointError
+    from ..models.checkpoint import load_checkpoint
+
+    trained, meta = load_checkpoint(path)
+    if meta["config"]["backbone"] != net.config.backbone:
+        raise CheckpointError(f"init_from {path}: a {meta['config']['backbone']} network; this run trains "
+                              f"{net.config.backbone}")
+    missing, unexpected = net.load_state_dict(trained.state_dict(), strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"init_from {path}: weights do not fit: missing {missing[:4]}, "
+                              f"unexpected {unexpected[:4]}")
 
 
 def _preflight(ds, indices: list[int]) -> None:
