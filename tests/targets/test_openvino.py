@@ -3,6 +3,7 @@ layers in f32 (and says so), fp16 weights on request, the float scope in OpenVIN
 control, and a parent exported with other options is quantized as it is."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,15 +29,31 @@ def test_openvino_precision_is_pinned(exported):
         load(out / "mobile_openvino", device="NPU")             # an absent device is an error, not a fallback
 
 
-def test_bf16_runs_bf16_within_0_5_with_the_keep_f32_layers(exported, photos, torch_scores):
+def _outside_release(out, tmp_path):
+    """A copy of the release's FP32 IR outside the release folder (a release may withdraw its bf16 execution)."""
+    import shutil
+
+    return Path(shutil.copytree(out / "mobile_openvino", tmp_path / "ir" / "mobile_openvino"))
+
+
+def test_bf16_runs_bf16_with_the_keep_f32_layers_and_the_release_holds_or_withdraws_it(exported, released, photos,
+                                                                                       torch_scores, tmp_path):
+    """bf16 really runs bf16 with the keep-f32 layers; the release either measured it inside its gate (max |d|
+    <= 0.5) on the evaluation photos or withdrew it, with the numbers (the CI model on an AMX CPU: 0.598)."""
     needs("openvino", "bf16")
     _, out, _ = exported
-    scorer = load(out / "mobile_openvino", precision="bf16")
+    scorer = load(_outside_release(out, tmp_path), precision="bf16")
     assert scorer.precision == "bf16" and len(scorer.kept_f32) == 8   # stem, blocks.0 (2), blocks.1 (6 - 1)
     assert scorer.detail == "8 layers kept f32 (stem,first_stage,second_stage)"
-    scores = np.array([r.score for r in scorer.score_many(photos)])
-    err = np.abs(scores - torch_scores)
-    assert 1e-3 < err.max() <= 0.5                                     # really bf16, within the gate
+    err = np.abs(np.array([r.score for r in scorer.score_many(photos)]) - torch_scores)
+    assert 1e-3 < err.max() and err.mean() < 0.25, (err.max(), err.mean())   # really bf16, and close
+    row = next(r for r in released.evidence("parity/parity.json")["results"]
+               if r["artifact"] == "mobile_openvino" and r["precision"] == "bf16" and r["platform"] == "native")
+    if row["gate_pass"]:
+        assert load(out / "mobile_openvino", precision="bf16").precision == "bf16"
+    else:
+        with pytest.raises(PrecisionUnsupported, match="its release does not offer bf16: .* max [|]d[|] "):
+            load(out / "mobile_openvino", precision="bf16")
 
 
 def test_bf16_without_a_bf16_cpu_is_refused_not_faked(exported):
@@ -64,7 +81,7 @@ def test_keep_f32_marks_are_what_makes_bf16_accurate(exported, photos, torch_sco
     bare = load(tmp_path / "mobile_openvino", precision="bf16")
     assert bare.kept_f32 == [] and bare.detail == ""
     err_bare = np.abs(np.array([r.score for r in bare.score_many(photos)]) - torch_scores)
-    err_kept = np.abs(np.array([r.score for r in load(out / "mobile_openvino", precision="bf16")
+    err_kept = np.abs(np.array([r.score for r in load(_outside_release(out, tmp_path), precision="bf16")
                                 .score_many(photos)]) - torch_scores)
     assert err_kept.mean() < 0.6 * err_bare.mean(), (err_kept.mean(), err_bare.mean())
 
