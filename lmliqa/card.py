@@ -59,6 +59,37 @@ def cv_headline(cv: dict[str, Any]) -> dict[str, Any]:
             "note": cv.get("note")}
 
 
+def cross_dataset(table: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of a cross-dataset table (lmliqa.train.crosseval), with the results published on each
+    column's data set (its reader's registry entry) to stand beside it."""
+    from .data.readers import ALIASES, READERS
+
+    published = {}
+    for c in table["columns"]:
+        reader = READERS.get(ALIASES.get(c["spec"].split(":", 1)[0], c["spec"].split(":", 1)[0]))
+        if reader and reader.published:
+            published[c["name"]] = [{"method": m, "srcc": sr, "plcc": pl, "source": src}
+                                    for m, sr, pl, src in reader.published]
+    return {"columns": table["columns"], "rows": table["rows"], "published": published,
+            "commit": table.get("provenance", {}).get("commit"), "command": table.get("provenance", {}).get("command")}
+
+
+def _cross_dataset(cross: dict[str, Any] | None) -> list[str]:
+    if not cross:
+        return []
+    from .train.crosseval import markdown
+
+    lines = ["## Across data sets", "", "Each model on each data set's evaluation photos (its published test split, "
+             "else all of it), never on its own training photos (checked by content hash); SRCC / PLCC with 95 % "
+             f"bootstrap intervals (`{cross.get('command')}`, commit {cross.get('commit')}):", "", markdown(cross)]
+    for name, rows in cross["published"].items():
+        lines += [f"Published on {name}'s test split, for comparison:", "", "| method | SRCC | PLCC |",
+                  "|---|---|---|"]
+        lines += [f"| {r['method']} | {r['srcc']:.4f} | {r['plcc']:.4f} |" for r in rows]
+        lines += ["", f"(Source: {rows[0]['source']}.)", ""]
+    return lines
+
+
 def _ci(m: dict[str, float], digits: int = 3) -> str:
     return f"{m['value']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
 
@@ -139,14 +170,17 @@ def _accuracy(body: dict[str, Any]) -> list[str]:
 def _artifacts(body: dict[str, Any], parity, bench: dict[str, Any]) -> list[str]:
     lines = ["## Artifacts (fidelity to torch FP32 on the evaluation photos, speed on "
              f"{bench['cpu']}, {bench['threads']} threads)", "",
-             "| artifact | target | executed as | size MB | max abs d | mean abs d | SRCC vs torch | "
-             f"rank flips (all / pairs > {FLIP_MARGIN:g} apart) | ms / photo (batch 1) | gate | shipped |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| artifact | target | platform | executed as | photos | size MB | max abs d | mean abs d | "
+             f"SRCC vs torch | rank flips (all / pairs > {FLIP_MARGIN:g} apart) | ms / photo (batch 1) | gate | "
+             "shipped |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     shipped = set(body["artifacts"])
     for r in parity.rows:
-        f, ms = r.fidelity, _speed(bench, r.artifact, r.precision.value)
-        lines.append(f"| {r.artifact} | {r.target} | {r.precision} | {r.details['size_mb']:.1f} | {f.max_abs:.3g} | "
-                     f"{f.mean_abs:.3g} | {f.srcc_vs_ref:.4f} | {f.rank_flip_rate:.2%} / {f.material_flip_rate:.2%} | "
+        f = r.fidelity
+        ms = _speed(bench, r.artifact, r.precision.value) if r.platform == "native" else None
+        lines.append(f"| {r.artifact} | {r.target} | {r.platform} | {r.precision} | {f.n} | "
+                     f"{r.details['size_mb']:.1f} | {f.max_abs:.3g} | {f.mean_abs:.3g} | {f.srcc_vs_ref:.4f} | "
+                     f"{f.rank_flip_rate:.2%} / {f.material_flip_rate:.2%} | "
                      f"{'-' if ms is None else f'{ms:.1f}'} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) | "
                      f"{'yes' if r.artifact in shipped else 'no'} |")
     torch_ms = _speed(bench, Path(body["checkpoint"]["source"]).name, "fp32")
@@ -212,7 +246,8 @@ def _closing(body: dict[str, Any]) -> list[str]:
 
 def model_card(body: dict[str, Any], parity, bench: dict[str, Any]) -> str:
     """MODEL_CARD.md from the manifest body, the parity report (lmliqa.parity.ParityReport) and the bench report."""
-    lines = (_intro(body) + _training(body) + _accuracy(body) + _artifacts(body, parity, bench)
+    lines = (_intro(body) + _training(body) + _accuracy(body) + _cross_dataset(body.get("cross_dataset"))
+             + _artifacts(body, parity, bench)
              + _weaknesses(body["weaknesses"]) + _closing(body))
     return "\n".join(lines) + "\n"
 
@@ -227,9 +262,10 @@ def _scatter(path: Path, parity) -> None:
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.2 * nrows), squeeze=False)
     lo, hi = float(ref.min()), float(ref.max())
     for ax, r in zip(axes.flat, rows):
-        ax.scatter(ref, r.details["scores"], s=5)
+        got = np.asarray(r.details["scores"])          # an emulated platform's row covers the first photos only
+        ax.scatter(ref[:len(got)], got, s=5)
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.7)
-        ax.set_title(f"{r.artifact}\n{r.precision}: max |d| {r.fidelity.max_abs:.3g}", fontsize=8)
+        ax.set_title(f"{r.artifact}\n{_label(r)}: max |d| {r.fidelity.max_abs:.3g}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(rows):]:
         ax.axis("off")
@@ -240,13 +276,17 @@ def _scatter(path: Path, parity) -> None:
     plt.close(fig)
 
 
+def _label(r) -> str:
+    return f"{r.precision}" + ("" if r.platform == "native" else f" on {r.platform}")
+
+
 def _abs_diff(path: Path, parity) -> None:
     import matplotlib.pyplot as plt
 
     rows, ref = parity.rows, parity.torch_scores
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
-    d = [np.maximum(np.abs(np.asarray(r.details["scores"]) - ref), 1e-7) for r in rows]
-    ax.boxplot(d, orientation="horizontal", tick_labels=[f"{r.artifact} {r.precision}" for r in rows])
+    d = [np.maximum(np.abs(np.asarray(r.details["scores"]) - ref[:len(r.details["scores"])]), 1e-7) for r in rows]
+    ax.boxplot(d, orientation="horizontal", tick_labels=[f"{r.artifact} {_label(r)}" for r in rows])
     ax.set_xscale("log")
     ax.set_xlabel("|score - torch FP32| per photo (MOS units, log)")
     ax.tick_params(labelsize=7)
@@ -260,7 +300,7 @@ def _speed_vs_fidelity(path: Path, body: dict[str, Any], parity, bench: dict[str
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for r in parity.rows:
-        ms = _speed(bench, r.artifact, r.precision.value)
+        ms = _speed(bench, r.artifact, r.precision.value) if r.platform == "native" else None
         if ms is None:
             continue
         ax.scatter(ms, max(r.fidelity.mean_abs, 1e-6))

@@ -122,3 +122,29 @@ def test_a_sysroot_is_keyed_by_the_versions_it_holds(monkeypatch, tmp_path):
     assert "lmliqa platform setup arm64" in sysroot.missing(p)
     if shutil.which("qemu-aarch64"):
         assert "lmliqa platform setup arm64" in p.unavailable()
+
+
+def test_a_release_checked_on_arm64_records_it_and_verify_repeats_it(arm64, livec_run, livec_train_dir,
+                                                                   livec_eval_dir, tmp_path):
+    """A release with --platforms native,arm64: parity rows and golden probe checks for both platforms in the
+    manifest, a probe tolerance that holds on both, and `lmliqa verify --platforms native,arm64` repeating them."""
+    from lmliqa import targets
+    from lmliqa.manifest import read_manifest
+    from lmliqa.release import Keep, ReleaseConfig, build_release
+    from lmliqa.verify import verify_release
+
+    out = tmp_path / "rel"
+    cfg = ReleaseConfig(livec_run[0] / "final.safetensors", f"folder:{livec_train_dir}", f"folder:{livec_eval_dir}",
+                        out, [targets.get("onnx")], keep=Keep.parse("onnx:int8"), n_calib=16, n_val=24,
+                        eval_limit=12, bench_batches=(), platforms=("native", "arm64"), emulated_limit=N)
+    build_release(cfg)
+    m = read_manifest(out)
+    assert m["platforms"] == {"checked": ["native", "arm64"], "emulated_limit": N}
+    gates = m["artifacts"]["mobile_int8.onnx"]["gates"]
+    assert {(g["check"], g["platform"]) for g in gates} >= {("parity", "native"), ("parity", "arm64"),
+                                                           ("golden probes", "native"), ("golden probes", "arm64")}
+    assert all(g["pass"] for g in gates) and next(g for g in gates if g["platform"] == "arm64")["n"] == N
+    gold = json.loads((out / "golden" / "golden.json").read_text())["artifacts"]["mobile_int8.onnx"]
+    assert gold["platforms"]["arm64"]["max_abs"] <= gold["tolerance"]
+    report = verify_release(out, platforms=("native", "arm64"))
+    assert report.ok and {r.platform for r in report.probes} == {"native", "arm64"}, report.text()

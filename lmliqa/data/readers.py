@@ -260,6 +260,9 @@ class Reader:
     aliases: tuple[str, ...] = ()
     marker: str | None = None            # a file that travels with every copy (a copyright notice): identifies a copy
                                          # of the database inside a folder: spec
+    # results published on the database's own evaluation split, for a model card to stand beside:
+    # (method, SRCC, PLCC, where it is published)
+    published: tuple[tuple[str, float, float, str], ...] = ()
 
 
 READERS: dict[str, Reader] = {}
@@ -289,5 +292,13 @@ register_reader(Reader("spaq", read_spaq, "SPAQ (Fang et al.)"))
 register_reader(Reader("livefb", read_livefb, "LIVE-FB / FLIVE (PaQ-2-PiQ, Ying et al.)", aliases=("flive",)))
 BIQ2021_LICENCE = ("BIQ2021 (Ahmed and Asif, J. Electronic Imaging 2022; github.com/nisarahmedrana/BIQ2021): no "
                    "licence file; research use only, never redistribute its images (ss03 from Unsplash)")
-register_reader(Reader("biq2021", read_biq2021, "BIQ2021 (Ahmed and Asif)", BIQ2021_LICENCE, aliases=("biq",)))
+_BIQ_README = "the BIQ2021 repository's README (official test split)"
+register_reader(Reader("biq2021", read_biq2021, "BIQ2021 (Ahmed and Asif)", BIQ2021_LICENCE, aliases=("biq",),
+                       published=(("DeepEns (2022)", 0.7922, 0.8098, _BIQ_README),
+                                  ("NASNet-Large (the database's paper)", 0.6725, 0.7083, _BIQ_README),
+                                  ("PIQI (2021)", 0.6698, 0.6721, _BIQ_README),
+                                  ("Inception-ResNet-V2", 0.6624, 0.7002, _BIQ_README),
+                                  ("ResNet-50", 0.6468, 0.6862, _BIQ_README),
+                                  ("MobileNet-V2", 0.6189, 0.6613, _BIQ_README),
+                                  ("BRISQUE", 0.6039, 0.6941, _BIQ_README))))
 register_reader(Reader("folder", read_folder, "a folder: scores.csv + images/"))
