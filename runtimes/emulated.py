@@ -45,13 +45,12 @@ _ERRORS = {c.__name__: c for c in (ArtifactError, BackendUnavailable, PrecisionU
 def stage(dest: Path) -> Path:
     """This lmliqa's torch-free modules (the package's own files, the runtimes) as an importable tree in DEST."""
     import lmliqa
-    import lmliqa.runtimes
 
     pkg = dest / "lmliqa"
     (pkg / "runtimes").mkdir(parents=True)
     for src in Path(lmliqa.__file__).parent.glob("*.py"):
         shutil.copyfile(src, pkg / src.name)
-    for src in Path(lmliqa.runtimes.__file__).parent.glob("*.py"):
+    for src in Path(__file__).parent.glob("*.py"):          # this package: lmliqa.runtimes
         shutil.copyfile(src, pkg / "runtimes" / src.name)
     return dest
 

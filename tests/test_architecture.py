@@ -83,7 +83,7 @@ def test_every_command_registers_its_own_parser():
         path = Path(module.__file__)
         assert path.parent == Path(cli.__file__).parent and hasattr(module, "register")
     assert set(sub) == {"info", "data", "train", "eval", "export", "score", "parity", "quantize", "release", "verify",
-                        "bench", "web"}
+                        "bench", "web", "platform"}
 
 
 def test_old_flag_spellings_still_work_and_say_so(capsys):
