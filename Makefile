@@ -42,7 +42,7 @@ demo: install
 	@# a full release of the shipped model for every target (the calibration photos are left out of the evaluation)
 	rm -rf runs/demo-release
 	$(PY) -m lmliqa release --checkpoint default --calib synthetic --eval synthetic --eval-limit 60 \
-		--out runs/demo-release --bench-batch 1
+		--out runs/demo-release --bench-batch 1 --socs SM8750
 	$(PY) -m lmliqa verify runs/demo-release
 
 # the 25 slowest tests and every test's time (runs/pytest.xml) are recorded on every run

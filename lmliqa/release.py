@@ -80,6 +80,9 @@ class ReleaseConfig:
     # EMULATED_LIMIT evaluation photos (emulation is ~50-100x slower) and every probe
     platforms: tuple[str, ...] = ("native",)
     emulated_limit: int | None = 12
+    # target options (lmliqa.targets.Option names -> values; None: the target's default), e.g. socs="SM8750"
+    export_options: dict[str, Any] = field(default_factory=dict)
+    quantize_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -197,10 +200,15 @@ class Export:
     def run(self, r: Release) -> str:
         from lmliqa.export import export_checkpoint
 
-        r.exported = export_checkpoint(r.cfg.checkpoint, r.cfg.targets, r.out)
+        r.exported = export_checkpoint(r.cfg.checkpoint, r.cfg.targets, r.out, **_given(r.cfg.export_options))
         (r.evidence / "export.json").write_text(json.dumps([x.to_dict() for x in r.exported], indent=2))
         r.failures += failures(r.exported)
         return "; ".join(f"{x.target} {x.outcome}" for x in r.exported)
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given (a flag not given is None or False)."""
+    return {k: v for k, v in options.items() if v not in (None, False)}
 
 
 class Quantize:
@@ -217,7 +225,7 @@ class Quantize:
         from lmliqa.quantize import quantize_models
 
         r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.eval,
-                                  n_calib=r.cfg.n_calib, n_val=r.cfg.n_val)
+                                  n_calib=r.cfg.n_calib, n_val=r.cfg.n_val, **_given(r.cfg.quantize_options))
         shutil.move(str(r.out / "quantization.json"), r.evidence / "quantization.json")
         r.failures += failures(r.quant.results)
         return "; ".join(f"{x.artifact or x.target} {x.outcome}" for x in r.quant.results)

@@ -45,14 +45,17 @@ def add_target_flag(parser: argparse.ArgumentParser, help: str, old: str | None 
                             convert=lambda v: targets.get(v).name, help=argparse.SUPPRESS)
 
 
-def add_target_options(parser: argparse.ArgumentParser, stage: Stage) -> None:
-    """One flag per target option of STAGE (lmliqa.targets), its help naming the targets it applies to."""
+def add_target_options(parser: argparse.ArgumentParser, *stages: Stage) -> None:
+    """One flag per target option of STAGES (lmliqa.targets), its help naming the targets it applies to (an option
+    two stages share, such as the Qualcomm target's --socs, is one flag)."""
     owners: dict[str, list[str]] = {}
     options = {}
-    for t in targets.targets(stage):
-        for o in t.options_for(stage):
-            owners.setdefault(o.name, []).append(t.name)
-            options.setdefault(o.name, o)
+    for stage in stages:
+        for t in targets.targets(stage):
+            for o in t.options_for(stage):
+                if t.name not in owners.setdefault(o.name, []):
+                    owners[o.name].append(t.name)
+                options.setdefault(o.name, o)
     group = parser.add_argument_group("target options (an option for a target not chosen is an error)")
     for name, o in options.items():
         help_ = f"[{', '.join(owners[name])}] {o.help}"

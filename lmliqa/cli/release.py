@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 from ..targets import Stage
-from ._common import CHECKPOINT_HELP, add_platform_flag, add_targets_flag, checkpoint_path, chosen_targets
+from ._common import (
+    CHECKPOINT_HELP,
+    add_platform_flag,
+    add_target_options,
+    add_targets_flag,
+    checkpoint_path,
+    chosen_targets,
+    target_options,
+)
 
 
 def register(sub) -> None:
@@ -41,6 +49,7 @@ def register(sub) -> None:
     add_platform_flag(p, several=True)
     p.add_argument("--emulated-limit", type=int, default=12, help="emulated platforms score the first N evaluation "
                                                                   "photos (and every golden probe; default 12)")
+    add_target_options(p, Stage.EXPORT, Stage.QUANTIZE)
     p.set_defaults(func=run)
 
 
@@ -55,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                         n_calib=args.calib_images, eval_limit=args.eval_limit,
                         bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads,
                         platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()),
-                        emulated_limit=args.emulated_limit)
+                        emulated_limit=args.emulated_limit, export_options=target_options(args, Stage.EXPORT),
+                        quantize_options=target_options(args, Stage.QUANTIZE))
     try:
         body = build_release(cfg)
     except ReleaseFailed as exc:
