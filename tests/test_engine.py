@@ -353,3 +353,31 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
     with pytest.raises(CheckpointError, match="a .* network; this run trains mobilenetv2_100"):
         train(resolve_config("mobile", data=data, out=str(tmp_path / "c"), init_from=str(first), max_steps=1,
                              threads=2))
+
+
+def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, synthetic_dir):
+    """--qat-from: every conv and linear trains fake-quantized (int8 weights, uint8 inputs); the checkpoint is the
+    plain float network (it loads as any other), which differs from the start; the run records how it was made."""
+    import torch
+
+    from lmliqa.train.qat import FakeQuantized, prepare, unwrapped
+
+    data = f"synthetic:{synthetic_dir}"
+    run(tmp_path / "a", data=data, split="random:0", max_steps=2, lml_weight=0.0)
+    start = tmp_path / "a" / "final.safetensors"
+    rc = main(["train", "--preset", "tiny", "--qat-from", str(start), "--data", data, "--split", "random:0",
+               "--max-steps", "3", "--out", str(tmp_path / "q"), "--threads", "2", "--set", "lml_weight=0",
+               "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0"])
+    assert rc == 0
+    qat, meta = load_checkpoint(tmp_path / "q" / "final.safetensors")
+    cfg = meta["extra"]["train_config"]
+    assert cfg["qat"] and cfg["init_from"] == str(start) and cfg["epochs"] == 2 and cfg["warmup_epochs"] == 0
+    base, base_meta = load_checkpoint(start)
+    assert cfg["lr"] == pytest.approx(base_meta["extra"]["train_config"]["lr"] / 10)
+    assert not any(isinstance(m, FakeQuantized) for m in qat.modules())
+    assert any(not torch.equal(a, b) for a, b in zip(base.state_dict().values(), qat.state_dict().values()))
+    n = prepare(base)                       # every nn.Conv2d / nn.Linear called as a module is wrapped
+    assert n == sum(type(m) in (torch.nn.Conv2d, torch.nn.Linear) for m in unwrapped(base).modules()) > 3
+    x = torch.rand(2, 3, 96, 96) * 255
+    base.eval()
+    assert torch.allclose(base(x), base(x)) and not torch.equal(base(x), unwrapped(base)(x))   # it quantizes

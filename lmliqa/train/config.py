@@ -49,6 +49,10 @@ class TrainConfig:
     # ImageNet backbone: e.g. a model trained on BIQ2021 fine-tuned on LIVE-C. The label affine is set again from
     # this run's training labels when label_norm is on.
     init_from: str | None = None
+    # quantization-aware training (lmliqa.train.qat): every Conv2d and Linear computes with fake-quantized int8
+    # weights and uint8 inputs, so that the targets' INT8 quantizers need no float scope afterwards; the saved
+    # checkpoint is the float network. Usually a short fine-tune of a trained model (`lmliqa train --qat-from CKPT`).
+    qat: bool = False
     # What the score is trained on: reg_weight x SmoothL1 + plcc_weight x (1 - PLCC)/2 over the batch's crops +
     # rank_weight x the pairwise fidelity loss over crops of different images (losses.py). The ranking and
     # linearity terms reward what SRCC/PLCC measure; SmoothL1 alone does not.

@@ -439,6 +439,10 @@ class Trainer:
             y_train = ds.label.to_training(np.array([ds.records[i].mos for i in self.train_idx]))
             net.score_shift.fill_(float(y_train.mean()))
             net.score_scale.fill_(float(y_train.std()) or 1.0)
+        if cfg.qat:
+            from .qat import prepare
+
+            self.n_fake_quantized = prepare(net)
         self.student = LMLModel(net, cfg.proj_hidden, cfg.proj_dim, cfg.feature)
         self.frozen = apply_freeze(self.student, cfg.freeze)
         self.channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto"
@@ -587,7 +591,7 @@ class Trainer:
             self.logs.evaluation({"step": self.step, "epoch": round(epoch, 3), "model": who, **m})
             if who == self.deploy_name and m["srcc"] > self.best["srcc"]:
                 self.best = {**m, "step": self.step, "epoch": epoch, "model": who}
-                save_checkpoint(self.out / "best.safetensors", model, extra=self._extra("best", self.best))
+                save_checkpoint(self.out / "best.safetensors", _float(model), extra=self._extra("best", self.best))
         self.student.train()
 
     # ------------------------------------------------------------------ the end
@@ -597,7 +601,7 @@ class Trainer:
         summary = self._summary(wall)
         if self.d.main:
             failpoint("final_write")
-            save_checkpoint(self.out / "final.safetensors", self.deployed(), extra=self._extra("final", None))
+            save_checkpoint(self.out / "final.safetensors", _float(self.deployed()), extra=self._extra("final", None))
             summary.update(self._final_evaluation())
         summary["state_sha"] = _state_digest(self.student)
         if self.d.main:
@@ -703,6 +707,13 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler,
         scaler.update()
     else:
         optimizer.step()
+
+
+def _float(net: nn.Module) -> nn.Module:
+    """The network to save: under QAT, a copy without the fake-quant wrappers (the float weights QAT trained)."""
+    from .qat import is_prepared, unwrapped
+
+    return unwrapped(net) if is_prepared(net) else net
 
 
 def _init_from(net: nn.Module, path: str) -> None:
