@@ -130,8 +130,10 @@ register(Platform(
         tuple(f"manylinux_2_{v}_aarch64" for v in (17, 27, 28, 31, 34, 35, 36)) + ("manylinux2014_aarch64",), "3.11",
         {"numpy": "2.4.6", "pillow": "13.0.0", "ai-edge-litert": "2.3.0", "onnxruntime": "1.32.0"}),
     not_covered={
-        "executorch": "ExecuTorch's aarch64 Python bindings import torch (an aarch64 torch under emulation); its C++ "
-                      "runner built for aarch64 is the device path and is not built here",
+        "executorch": "ExecuTorch's aarch64 wheel runs programs through Python bindings that link torch, and the "
+                      "aarch64 torch it needs is a CUDA build of several GB; the device path, its C++ runner cross-"
+                      "built for aarch64 (ExecuTorch's source with XNNPACK, Debian's gcc-aarch64-linux-gnu), is not "
+                      "built here",
         "openvino": "not set up for arm64 in lmliqa (OpenVINO's ARM CPU plugin uses other kernels: a candidate)",
         "coreml": "Core ML runs on Apple hardware only", "tensorrt": "TensorRT needs an NVIDIA GPU",
         "web": "the browser target runs in Chromium on this machine", "torch": "the reference runs natively",
