@@ -6,7 +6,9 @@ the Snapdragon HTP simulator, against the torch reference on real photos.
 
 Exports CHECKPOINT for ONNX, LiteRT and the Qualcomm target (SM8650, SM8750), quantizes them (calibrated on the
 first 32 photos of DATA), then runs `lmliqa parity` with platforms native and arm64 on the next N photos (the
-calibration photos left out) with every row on all N photos, emulated and simulated ones included. It also compiles
+calibration photos left out): the --slow artifacts (LiteRT FP32/INT8 and ONNX INT8 on arm64, the SM8750 HTP FP16/INT8)
+on all N photos on every platform, the others on all N natively and the first 24 emulated or simulated (emulation
+and the simulator run ~50-100x slower than this CPU). It also compiles
 the INT8 LiteRT model for SM8750 with LiteRT's default fold-ReLU and measures it the same way: the bug the target's
 default avoids. Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC, the flip rate
 of pairs more than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
@@ -31,7 +33,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--socs", default="SM8650,SM8750")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--work", help="keep the artifacts here (default: a temporary folder)")
+    ap.add_argument("--work", help="keep the artifacts here (default: a temporary folder); a folder that already "
+                                   "holds this checkpoint's export and quantization.json is reused")
+    ap.add_argument("--slow", default="mobile.tflite,mobile_int8.tflite,mobile_int8.onnx,mobile_qnn_sm8750,"
+                                      "mobile_int8_qnn_sm8750",
+                    help="the artifacts measured on the emulated platform and the simulator on all N photos (the "
+                         "others: native only, and the other SoCs' on the first 24); 'all' for every one")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     prov = provenance()
@@ -49,20 +56,30 @@ def main() -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="platform-parity-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    exported = export_checkpoint(ckpt, ["onnx", "litert", "qualcomm"], work, socs=args.socs)
-    quant = quantize_models(work, ["onnx", "litert", "qualcomm"], calib=args.data, n_calib=32, n_val=64,
-                            socs=args.socs)
+    if (work / "quantization.json").is_file():
+        from lmliqa.quantize import QuantizeReport
+
+        exported = []
+        quant = QuantizeReport.from_dict(json.loads((work / "quantization.json").read_text()))
+    else:
+        exported = export_checkpoint(ckpt, ["onnx", "litert", "qualcomm"], work, socs=args.socs)
+        quant = quantize_models(work, ["onnx", "litert", "qualcomm"], calib=args.data, n_calib=32, n_val=64,
+                                socs=args.socs)
     calib = set(quant.calibration["images"])
     ds = open_dataset(args.data)
     skip = [str(r.path) for r in ds.records if r.path.name in calib]
     fold = work / "fold_relu"
     fold.mkdir(exist_ok=True)
     int8 = work / f"{quant.model}_int8.tflite"
-    compile_for(int8, fold / f"{quant.model}_int8_foldrelu_qnn_sm8750", "SM8750", read_metadata(int8),
-                fold_relu=True)
-    report = run_parity(ckpt, work, args.data, limit=args.n, threads=args.threads, skip=skip,
+    folded_art = fold / f"{quant.model}_int8_foldrelu_qnn_sm8750"
+    if not folded_art.is_dir():
+        compile_for(int8, folded_art, "SM8750", read_metadata(int8), fold_relu=True)
+    slow, rest = _split(work, args.slow)
+    report = run_parity(ckpt, slow, args.data, limit=args.n, threads=args.threads, skip=skip,
                         platforms=("native", "arm64"), emulated_limit=args.n, simulated_limit=args.n,
                         out=work / "parity")
+    others = run_parity(ckpt, rest, args.data, limit=args.n, threads=args.threads, skip=skip,
+                        platforms=("native", "arm64"), emulated_limit=24, simulated_limit=24)
     folded = run_parity(ckpt, fold, args.data, limit=args.n, threads=args.threads, skip=skip,
                         simulated_limit=args.n)
     result = {
@@ -70,7 +87,7 @@ def main() -> int:
         "calibration": quant.calibration, "export": [r.to_dict() for r in exported],
         "quantization": [r.to_dict() for r in quant.results],
         "arm64_sysroot": sysroot.record(get("arm64")) if not get("arm64").unavailable() else None,
-        "rows": [_row(r) for r in report.results],
+        "rows": [_row(r) for r in report.results + others.results],
         "fold_relu_default": [_row(r) for r in folded.results],
         "torch_vs_mos": report.torch_vs_mos, "n_images": report.n_images,
     }
@@ -81,6 +98,25 @@ def main() -> int:
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _split(work: Path, slow: str) -> tuple[Path, Path]:
+    """Two folders of hard links (or copies) to WORK's artifacts: those measured on all photos on every platform
+    (SLOW), and the others."""
+    from lmliqa.targets import discover
+
+    names = {a.name for a in discover(work)}
+    chosen = names if slow == "all" else {n.strip() for n in slow.split(",")} & names
+    out = []
+    for sub, keep in (("slow", chosen), ("rest", names - chosen)):
+        folder = work / "measured" / sub
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for n in keep:
+            src = work / n
+            (shutil.copytree if src.is_dir() else shutil.copyfile)(src, folder / n)
+        out.append(folder)
+    return out[0], out[1]
 
 
 def _row(r) -> dict:
