@@ -343,13 +343,19 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
     data = f"synthetic:{synthetic_dir}"
     run(tmp_path / "a", data=data, split="random:0", max_steps=2)
     first = tmp_path / "a" / "final.safetensors"
-    run(tmp_path / "b", data=data, split="random:0", max_steps=1, init_from=str(first), lr=0.0, warmup_lr=0.0,
+    run(tmp_path / "b", data=data, split="random:1", max_steps=1, init_from=str(first), lr=0.0, warmup_lr=0.0,
         min_lr=0.0, lml_weight=0.0)
     a, _ = load_checkpoint(first)
     b, meta = load_checkpoint(tmp_path / "b" / "final.safetensors")
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa if not k.startswith("score_")), "weights moved at lr 0"
     assert meta["extra"]["train_config"]["init_from"] == str(first)
+    from lmliqa.data import training_photos
+
+    _, before = training_photos(load_checkpoint(first)[1])
+    spec, both = training_photos(meta)                  # a model started from another learned from its photos too
+    assert both > before and len(both) > 250 and spec == f"{data}, then {data}"
+    assert meta["extra"]["init_from"]["split"] == "random:0"
     with pytest.raises(CheckpointError, match="a .* network; this run trains mobilenetv2_100"):
         train(resolve_config("mobile", data=data, out=str(tmp_path / "c"), init_from=str(first), max_steps=1,
                              threads=2))

@@ -121,10 +121,19 @@ def _read(spec: str, seed: int) -> IQADataset:
 
 def training_photos(ckpt_meta: dict) -> tuple[str, set[str]]:
     """(data spec, sha256 of every photo a checkpoint was trained on): the hashes the checkpoint records, else rebuilt
-    from the data spec and split it records. DatasetError when neither can be done here."""
+    from the data spec and split it records; a model started from another (init_from) was trained on that one's
+    photos too. DatasetError when this cannot be done here."""
+    extra = ckpt_meta.get("extra", {})
+    spec, photos = _own_training_photos(extra)
+    if extra.get("init_from"):
+        before_spec, before = training_photos({"extra": extra["init_from"]})
+        return f"{before_spec}, then {spec}", before | photos
+    return spec, photos
+
+
+def _own_training_photos(extra: dict) -> tuple[str, set[str]]:
     from ..manifest import sha256_file
 
-    extra = ckpt_meta.get("extra", {})
     spec = extra.get("dataset")
     if extra.get("train_images_sha256"):
         return spec, set(extra["train_images_sha256"])

@@ -434,7 +434,7 @@ class Trainer:
                                    score=ScoreScale(lo, hi, ds.label.higher_is_better, ds.label.name))
         net = build_model(self.mcfg, pretrained="none" if cfg.init_from else cfg.pretrained)
         if cfg.init_from:
-            _init_from(net, cfg.init_from)
+            self.init_record = _init_from(net, cfg.init_from)
         if cfg.label_norm:
             y_train = ds.label.to_training(np.array([ds.records[i].mos for i in self.train_idx]))
             net.score_shift.fill_(float(y_train.mean()))
@@ -641,7 +641,8 @@ class Trainer:
         cfg, ds = self.cfg, self.ds
         return {"which": which, "dataset": ds.spec, "dataset_name": ds.name, "dataset_root": str(ds.root.resolve()),
                 "split": cfg.split, "split_seed": cfg.split_seed, "train_config": cfg.to_dict(), "metrics": metrics,
-                **({"parts": ds.parts} if ds.parts else {})}
+                **({"parts": ds.parts} if ds.parts else {}),
+                **({"init_from": self.init_record} if cfg.init_from else {})}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -716,9 +717,12 @@ def _float(net: nn.Module) -> nn.Module:
     return unwrapped(net) if is_prepared(net) else net
 
 
-def _init_from(net: nn.Module, path: str) -> None:
-    """NET's weights from a trained checkpoint of the same network (refused, naming it, when it does not fit)."""
+def _init_from(net: nn.Module, path: str) -> dict[str, Any]:
+    """NET's weights from a trained checkpoint of the same network (refused, naming it, when it does not fit); returns
+    what the new checkpoint records of it: its hash and the data it learned from (with the data that one started
+    from, in turn), so that a model's training photos can be named without the file (lmliqa.data.training_photos)."""
     from ..errors import CheckpointError
+    from ..manifest import sha256_file
     from ..models.checkpoint import load_checkpoint
 
     trained, meta = load_checkpoint(path)
@@ -729,6 +733,10 @@ def _init_from(net: nn.Module, path: str) -> None:
     if missing or unexpected:
         raise CheckpointError(f"init_from {path}: weights do not fit: missing {missing[:4]}, "
                               f"unexpected {unexpected[:4]}")
+    extra = meta.get("extra", {})
+    return {"path": str(path), "sha256": sha256_file(path),
+            **{k: extra[k] for k in ("dataset", "dataset_name", "dataset_root", "split", "split_seed",
+                                     "train_images_sha256", "init_from") if k in extra}}
 
 
 def _preflight(ds, indices: list[int]) -> None:
