@@ -31,16 +31,16 @@ def fp16_checkpoint(src: Path, dst: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from lmliqa.data import open_dataset, resolve_split
+    from lmliqa.data import training_photos
     from lmliqa.manifest import sha256_file
     from lmliqa.models.checkpoint import META_KEY
 
     with safe_open(str(src), framework="pt") as f:
         meta = json.loads(f.metadata()[META_KEY])
     extra = meta["extra"]
-    ds = open_dataset(extra["dataset"])
-    train, _ = resolve_split(extra["split"], ds, seed=extra["split_seed"])
-    extra["train_images_sha256"] = sorted(sha256_file(ds.records[i].path) for i in train)
+    _, photos = training_photos(meta)          # its own training photos and those of the model it started from
+    extra["train_images_sha256"] = sorted(photos)       # 16-digit keys (lmliqa.data.PhotoSet)
+    extra["train_images_complete"] = True
     extra["weights_stored"] = {"dtype": "fp16", "rounded_from_sha256": sha256_file(src)}
     state = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(src)).items()}
     dst.parent.mkdir(parents=True, exist_ok=True)

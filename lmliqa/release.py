@@ -125,7 +125,7 @@ def _set_hash(hashes) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, set[str]]:
+def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, Any]:
     """(data spec, sha256 of every photo the checkpoint was trained on) (lmliqa.data.training_photos), as a
     ReleaseError when that cannot be done here."""
     from .data import training_photos

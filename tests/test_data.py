@@ -241,3 +241,13 @@ def test_two_data_sets_read_as_one_with_labels_on_the_first_ones_scale(tmp_path)
         resolve_split("official,all,all", ds)
     assert licence_of(spec) == f"{licence_of('biq2021:x')}; {licence_of('kadid10k:x')}"
     assert "BIQ2021" in licence_of(spec)
+
+
+def test_photo_sets_compare_content_hashes_by_their_first_16_digits():
+    from lmliqa.data import PhotoSet
+
+    a, b = "ab" * 32, "cd" * 32
+    s = PhotoSet([a])
+    assert a in s and a[:16] in s and b not in s and 123 not in s
+    u = s | [b[:16]]
+    assert isinstance(u, PhotoSet) and b in u and len(u) == 2 and u > s

@@ -18,7 +18,8 @@ from .readers import ALIASES, READERS, Reader, register_reader
 from .splits import resolve_split
 
 __all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "Reader", "open_dataset", "outside_root",
-           "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help", "training_photos"]
+           "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help", "training_photos",
+           "PhotoSet"]
 
 SYNTHETIC_LICENCE = ("lmliqa's synthetic set: CC0 / public-domain photos shipped in scikit-image, scikit-learn and "
                      "matplotlib wheels, distorted, scored by SSIM (not human opinion)")
@@ -119,24 +120,42 @@ def _read(spec: str, seed: int) -> IQADataset:
     return ds
 
 
-def training_photos(ckpt_meta: dict) -> tuple[str, set[str]]:
-    """(data spec, sha256 of every photo a checkpoint was trained on): the hashes the checkpoint records, else rebuilt
-    from the data spec and split it records; a model started from another (init_from) was trained on that one's
-    photos too. DatasetError when this cannot be done here."""
+class PhotoSet(frozenset):
+    """Photos by the first 16 hex digits of their content's sha256 (64 bits: a collision among a few hundred thousand
+    photos has a chance of about 1e-9), so that a model can carry its training photos' keys in a small header.
+    ``sha256 in photos`` compares the same prefix; full digests and prefixes mix freely."""
+
+    KEY = 16
+
+    def __new__(cls, hashes=()):
+        return super().__new__(cls, (h[:cls.KEY] for h in hashes))
+
+    def __contains__(self, digest: object) -> bool:
+        return isinstance(digest, str) and frozenset.__contains__(self, digest[:self.KEY])
+
+    def __or__(self, other):
+        return PhotoSet(frozenset.__or__(self, PhotoSet(other)))
+
+
+def training_photos(ckpt_meta: dict) -> tuple[str, PhotoSet]:
+    """(data spec, every photo a checkpoint was trained on, by content hash): the hashes the checkpoint records, else
+    rebuilt from the data spec and split it records; a model started from another (init_from) was trained on that
+    one's photos too (unless the recorded hashes already cover them: ``train_images_complete``). DatasetError when
+    this cannot be done here."""
     extra = ckpt_meta.get("extra", {})
     spec, photos = _own_training_photos(extra)
-    if extra.get("init_from"):
+    if extra.get("init_from") and not extra.get("train_images_complete"):
         before_spec, before = training_photos({"extra": extra["init_from"]})
         return f"{before_spec}, then {spec}", before | photos
     return spec, photos
 
 
-def _own_training_photos(extra: dict) -> tuple[str, set[str]]:
+def _own_training_photos(extra: dict) -> tuple[str, PhotoSet]:
     from ..manifest import sha256_file
 
     spec = extra.get("dataset")
     if extra.get("train_images_sha256"):
-        return spec, set(extra["train_images_sha256"])
+        return spec, PhotoSet(extra["train_images_sha256"])
     if not spec:
         raise DatasetError("the checkpoint records no training data spec, so photos cannot be checked against its "
                            "training photos")
@@ -154,4 +173,4 @@ def _own_training_photos(extra: dict) -> tuple[str, set[str]]:
         raise DatasetError(f"the checkpoint's training data {spec!r} cannot be opened here ({last}); it is needed to "
                            "check photos against its training photos")
     train_idx, _ = resolve_split(extra.get("split", "all"), ds, seed=extra.get("split_seed", 0))
-    return spec, {sha256_file(ds.records[i].path) for i in train_idx}
+    return spec, PhotoSet(sha256_file(ds.records[i].path) for i in train_idx)
