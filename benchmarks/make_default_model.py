@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
     ap.add_argument("--eval", default="synthetic")
     ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
+    ap.add_argument("--cross", help="the cross-dataset table (lmliqa eval --cross --out) for the card")
     ap.add_argument("--name", default="lmliqa-default-mobile-livec")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "lmliqa", "release", "--checkpoint", str(half), "--calib", args.calib,
            "--eval", args.eval, "--targets", "onnx", "--keep", "onnx:int8", "--include-checkpoint",
-           "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else [])
+           "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + (
+               ["--cross", args.cross] if args.cross else [])
     print(" ".join(cmd), file=sys.stderr)
     rc = subprocess.run(cmd).returncode
     if rc:
@@ -102,7 +104,10 @@ def write_results(path: Path, release: Path, src: Path, size: float) -> None:
     path.write_text(json.dumps({
         "provenance": provenance(),
         "training": {"command": f"lmliqa train --preset {train['preset']} --data {extra['dataset']} "
-                                f"--split {extra['split']} --out {train['out']}",
+                                f"--split {extra['split']} --out {train['out']}"
+                                + (f" --set init_from={train['init_from']}" if train.get("init_from") else ""),
+                     "started_from": extra.get("init_from") and {k: v for k, v in extra["init_from"].items()
+                                                                 if k != "train_images_sha256"},
                      "checkpoint_sha256": sha256_file(src), "data": extra["dataset"],
                      "n_images": m["checkpoint"]["trained_on"]["n_images"], "summary": extra.get("metrics")},
         "release": {"name": m["name"], "command": m["provenance"]["command"], "commit": m["provenance"]["commit"],
