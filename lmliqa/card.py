@@ -157,7 +157,9 @@ def _accuracy(body: dict[str, Any]) -> list[str]:
             lines += ["Per fold SRCC: " + ", ".join(f"{f['srcc']:.3f}" for f in cv["folds"]), ""]
         if cv.get("note"):
             lines += [cv["note"], ""]
-    lines += [f"On the release's evaluation photos (`{data['evaluation']['spec']}`, {acc['n']} photos, "
+    which = data["evaluation"].get("photos")
+    lines += [f"On the release's evaluation photos (`{data['evaluation']['spec']}`"
+              + (f", {which}" if which and which != "all photos" else "") + f", {acc['n']} photos, "
               + ("**which may include training photos**" if data["allow_overlap"] else "none of them training or "
                  "calibration photos (checked by content hash)") + "), torch FP32, 95 % bootstrap intervals:", "",
               *_metrics_table(acc["ci95"])]

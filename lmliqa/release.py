@@ -142,11 +142,13 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
     they are calibration photos (when --calib and --eval name the same set)."""
     from lmliqa.quantize.calib import evenly
 
-    from .data import open_dataset
+    from .data import evaluation_indices, open_dataset
 
     calib_ds, eval_ds = open_dataset(cfg.calib), open_dataset(cfg.eval)
     calib_h = _hashes([calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_calib)])
-    eval_h = _hashes([r.path for r in eval_ds.records])
+    held, which = evaluation_indices(eval_ds)          # a published test split, when the data set has one
+    outside = sorted(set(range(len(eval_ds))) - set(held))
+    eval_h = _hashes([eval_ds.records[i].path for i in held])
     calib_set = set(calib_h.values())
     skip = [p for p, h in eval_h.items() if h in calib_set]
     if skip and cfg.calib != cfg.eval:
@@ -168,13 +170,13 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                            "the report then say so in bold)")
     return {
         "calibration": {"spec": cfg.calib, "n_images": len(calib_h), "sha256": _set_hash(calib_h.values())},
-        "evaluation": {"spec": cfg.eval, "n_images": len(evaluated), "sha256": _set_hash(evaluated.values()),
-                       "left_out_as_calibration": len(skip)},
+        "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
+                       "sha256": _set_hash(evaluated.values()), "left_out_as_calibration": len(skip)},
         "training": {"spec": extra.get("dataset"), "split": extra.get("split"), "n_images": len(train_set) or None,
                      "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},
         "allow_overlap": cfg.allow_overlap,
-    }, skip
+    }, skip + [str(eval_ds.records[i].path) for i in outside]
 
 
 # ------------------------------------------------------------------------------------------------------ the stages

@@ -19,7 +19,7 @@ from .splits import resolve_split
 
 __all__ = ["DatasetError", "IQADataset", "LabelSpec", "Record", "Reader", "open_dataset", "outside_root",
            "register_reader", "resolve_split", "licence_of", "spec_names", "spec_help", "training_photos",
-           "PhotoSet"]
+           "PhotoSet", "evaluation_indices"]
 
 SYNTHETIC_LICENCE = ("lmliqa's synthetic set: CC0 / public-domain photos shipped in scikit-image, scikit-learn and "
                      "matplotlib wheels, distorted, scored by SSIM (not human opinion)")
@@ -118,6 +118,14 @@ def _read(spec: str, seed: int) -> IQADataset:
     if not ds.records:
         raise DatasetError(f"{spec}: the label file lists no images")
     return ds
+
+
+def evaluation_indices(ds: IQADataset) -> tuple[list[int], str]:
+    """(indices, what they are) of a data set's evaluation photos: its published test split when it has one (BIQ2021:
+    never its training photos), else all of it."""
+    if ds.official is not None:
+        return list(ds.official["test"]), "official test split"
+    return list(range(len(ds))), "all photos"
 
 
 class PhotoSet(frozenset):

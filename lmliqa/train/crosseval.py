@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import open_dataset, training_photos
+from ..data import evaluation_indices, open_dataset, training_photos
 from ..errors import DatasetError
 from ..manifest import sha256_file
 from ..metrics import bootstrap_ci, iqa_metrics
@@ -22,19 +22,12 @@ from ..models.checkpoint import load_checkpoint
 from .evaluate import predict
 
 
-def evaluation_photos(ds) -> tuple[list[int], str]:
-    """(indices, what they are) of a data set's evaluation photos: its published test split, or all of it."""
-    if ds.official is not None:
-        return list(ds.official["test"]), "official test split"
-    return list(range(len(ds))), "all photos"
-
-
 def cross_dataset(checkpoints: list[str | Path], data: list[str], bootstrap: int = 1000, device: str = "cpu",
                   names: list[str] | None = None) -> dict[str, Any]:
     """The table: {"columns": [...], "rows": [{"checkpoint", "name", "trained_on", "cells": {spec: cell}}]}."""
     sets = {spec: open_dataset(spec) for spec in data}
     hashes = {spec: [sha256_file(r.path) for r in ds.records] for spec, ds in sets.items()}
-    columns = [{"spec": spec, "name": column_name(spec, ds), "evaluates": evaluation_photos(ds)[1]}
+    columns = [{"spec": spec, "name": column_name(spec, ds), "evaluates": evaluation_indices(ds)[1]}
                for spec, ds in sets.items()]
     rows = []
     for k, path in enumerate(checkpoints):
@@ -47,7 +40,7 @@ def cross_dataset(checkpoints: list[str | Path], data: list[str], bootstrap: int
             untraceable = str(exc)
         cells = {}
         for spec, ds in sets.items():
-            idx, _ = evaluation_photos(ds)
+            idx, _ = evaluation_indices(ds)
             if trained is None:
                 cells[spec] = {"status": f"not evaluated: {untraceable}"}
                 continue
