@@ -188,4 +188,5 @@ def test_info_json_reports_presets_and_backends(capsys):
     assert presets["mobile"]["params"] < 6e6 and presets["mobile"]["pretrained"] == "offline"
     found = {t["target"]: t for t in info["targets"]}
     assert found["torch"]["stages"] == {"runtime": True} and found["torch"]["versions"]["torch"]
-    assert set(found) == {"torch", "onnx", "openvino", "coreml", "tensorrt", "litert", "executorch", "web"}
+    assert set(found) == {"torch", "onnx", "openvino", "coreml", "tensorrt", "litert", "executorch", "web",
+                          "qualcomm"}
