@@ -9,9 +9,9 @@ first 32 photos of DATA), then runs `lmliqa parity` with platforms native and ar
 calibration photos left out): the --slow artifacts (LiteRT FP32/INT8 and ONNX INT8 on arm64, the SM8750 HTP FP16/INT8)
 on all N photos on every platform, the others on all N natively and the first 24 emulated or simulated (emulation
 and the simulator run ~50-100x slower than this CPU). It also compiles
-the INT8 LiteRT model for SM8750 with LiteRT's default fold-ReLU and measures it the same way: the bug the target's
-default avoids. Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC, the flip rate
-of pairs more than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
+the INT8 LiteRT model for SM8750 with LiteRT's default fold-ReLU and measures it on the first --fold-n photos: the bug
+the target's default avoids. Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC,
+the flip rate of pairs more than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> int:
                                       "mobile_int8_qnn_sm8750",
                     help="the artifacts measured on the emulated platform and the simulator on all N photos (the "
                          "others: native only, and the other SoCs' on the first 24); 'all' for every one")
+    ap.add_argument("--fold-n", type=int, default=24,
+                    help="photos for the default-fold-ReLU compile (the bug shows on every photo; default 24)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     prov = provenance()
@@ -81,7 +83,7 @@ def main() -> int:
     others = run_parity(ckpt, rest, args.data, limit=args.n, threads=args.threads, skip=skip,
                         platforms=("native", "arm64"), emulated_limit=24, simulated_limit=24)
     folded = run_parity(ckpt, fold, args.data, limit=args.n, threads=args.threads, skip=skip,
-                        simulated_limit=args.n)
+                        simulated_limit=args.fold_n)
     result = {
         "provenance": prov, "checkpoint": str(ckpt), "data": args.data, "n": args.n, "wall_s": round(time.time() - t0),
         "calibration": quant.calibration, "export": [r.to_dict() for r in exported],
