@@ -161,7 +161,7 @@ def test_accuracy_control_holds_srcc_vs_mos(livec_run, tmp_path):
 
     out_dir, _ = livec_run
     report = quantize_models(tmp_path, ["openvino"], checkpoint=out_dir / "final.safetensors", scope="none",
-                             n_calib=8, n_val=16, max_drop=0.0)
+                             n_calib=8, n_val=10, max_drop=0.0)
     (res,) = report.results
     assert res.outcome is Outcome.VERIFIED, res.status
     d = res.details["quantization"]
