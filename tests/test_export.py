@@ -135,7 +135,7 @@ def test_parity_report_and_capability_matrix(exported, livec_dev, photos, tmp_pa
         assert fp16.startswith("unsupported:"), fp16
     if sys.platform != "darwin":
         assert status[("mobile_fp32.mlpackage", "fp32")].startswith("simulated:")
-    assert "| mobile_int8.onnx | onnx | onnxruntime | int8 |" in (tmp_path / "parity.md").read_text()
+    assert "| mobile_int8.onnx | onnx | onnxruntime | native | int8 |" in (tmp_path / "parity.md").read_text()
     assert {p.name for p in tmp_path.iterdir()} >= {"parity.json", "parity.md", "parity_mobile_onnx_fp32.png"}
     prov = report.provenance
     assert prov["versions"]["onnxruntime"] and prov["machine"]["cpus"] >= 1 and "commit" in prov
