@@ -7,11 +7,11 @@ the Snapdragon HTP simulator, against the torch reference on real photos.
 Exports CHECKPOINT for ONNX, LiteRT and the Qualcomm target (SM8650, SM8750), quantizes them (calibrated on the
 first 32 photos of DATA), then runs `lmliqa parity` with platforms native and arm64 on the next N photos (the
 calibration photos left out): the --slow artifacts (LiteRT FP32/INT8 and ONNX INT8 on arm64, the SM8750 HTP FP16/INT8)
-on all N photos on every platform, the others on all N natively and the first 24 emulated or simulated (emulation
-and the simulator run ~50-100x slower than this CPU). It also compiles
-the INT8 LiteRT model for SM8750 with LiteRT's default fold-ReLU and measures it on the first --fold-n photos: the bug
-the target's default avoids. Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC,
-the flip rate of pairs more than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
+on all N photos on every platform, the others on all N natively and the first REST_N (24) emulated or simulated
+(emulation and the simulator run ~50-100x slower than this CPU). It also compiles the INT8 LiteRT model for SM8750
+with LiteRT's default fold-ReLU and measures it on the first --fold-n photos: the bug the target's default avoids.
+Every row: N, max / p99 / mean |d| against torch and the photo that sets the max, SRCC, the flip rate of pairs more
+than 1 point apart, the gate, and for arm64 rows the difference to the same file on x86.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 
 from lmliqa.provenance import provenance
 
+REST_N = 24    # photos for the artifacts outside --slow on the emulated platform and the simulator
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,8 +39,8 @@ def main() -> int:
                                    "holds this checkpoint's export and quantization.json is reused")
     ap.add_argument("--slow", default="mobile.tflite,mobile_int8.tflite,mobile_int8.onnx,mobile_qnn_sm8750,"
                                       "mobile_int8_qnn_sm8750",
-                    help="the artifacts measured on the emulated platform and the simulator on all N photos (the "
-                         "others: native only, and the other SoCs' on the first 24); 'all' for every one")
+                    help="the artifacts measured emulated or simulated on all N photos (the others: natively on all N, "
+                         f"emulated or simulated on the first {REST_N}); 'all' for every one")
     ap.add_argument("--fold-n", type=int, default=24,
                     help="photos for the default-fold-ReLU compile (the bug shows on every photo; default 24)")
     ap.add_argument("--out", required=True)
@@ -81,7 +83,7 @@ def main() -> int:
                         platforms=("native", "arm64"), emulated_limit=args.n, simulated_limit=args.n,
                         out=work / "parity")
     others = run_parity(ckpt, rest, args.data, limit=args.n, threads=args.threads, skip=skip,
-                        platforms=("native", "arm64"), emulated_limit=24, simulated_limit=24)
+                        platforms=("native", "arm64"), emulated_limit=REST_N, simulated_limit=REST_N)
     folded = run_parity(ckpt, fold, args.data, limit=args.n, threads=args.threads, skip=skip,
                         simulated_limit=args.fold_n)
     result = {
@@ -103,8 +105,8 @@ def main() -> int:
 
 
 def _split(work: Path, slow: str) -> tuple[Path, Path]:
-    """Two folders of hard links (or copies) to WORK's artifacts: those measured on all photos on every platform
-    (SLOW), and the others."""
+    """Two folders of copies of WORK's artifacts: those measured on all photos on every platform (SLOW), and the
+    others."""
     from lmliqa.targets import discover
 
     names = {a.name for a in discover(work)}

@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import targets as registry
 from .errors import BackendUnavailable, DatasetError, ReleaseError, ReleaseFailed
@@ -32,6 +32,9 @@ from .fidelity import Gate
 from .manifest import sha256_file
 from .stages import Outcome, StageResult, Step, failures
 from .targets import Artifact, Precision, Target
+
+if TYPE_CHECKING:
+    from .data import PhotoSet
 
 EVIDENCE = "evidence"
 
@@ -125,8 +128,8 @@ def _set_hash(hashes) -> str:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, Any]:
-    """(data spec, sha256 of every photo the checkpoint was trained on) (lmliqa.data.training_photos), as a
+def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, PhotoSet]:
+    """(data spec, every photo the checkpoint was trained on, by content hash) (lmliqa.data.training_photos), as a
     ReleaseError when that cannot be done here."""
     from .data import training_photos
 
@@ -138,11 +141,11 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, Any]:
 
 def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The evaluation photos: disjoint from the calibration photos (always) and from the training photos (unless
-    --allow-overlap), by content hash. Returns the manifest's data record and the evaluation paths left out because
-    they are calibration photos (when --calib and --eval name the same set)."""
+    --allow-overlap), by content hash. Returns the manifest's data record and the evaluation paths left out: calibration
+    photos (when --calib and --eval name the same set) and those outside the data set's published test split."""
     from lmliqa.quantize.calib import evenly
 
-    from .data import evaluation_indices, open_dataset
+    from .data import PhotoSet, evaluation_indices, open_dataset
 
     calib_ds, eval_ds = open_dataset(cfg.calib), open_dataset(cfg.eval)
     calib_h = _hashes([calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_calib)])
@@ -160,7 +163,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
     if len(evaluated) < 10:
         raise ReleaseError(f"{cfg.eval}: {len(evaluated)} evaluation photos left after the calibration photos; "
                            "need at least 10")
-    train_spec, train_set = training_hashes(ckpt_meta) if not cfg.allow_overlap else (None, set())
+    train_spec, train_set = training_hashes(ckpt_meta) if not cfg.allow_overlap else (None, PhotoSet())
     overlap = sorted(p for p, h in evaluated.items() if h in train_set)
     extra = ckpt_meta.get("extra", {})
     if overlap and not cfg.allow_overlap:
