@@ -1,6 +1,7 @@
 """The training engine end to end on the tiny preset: outputs, resume, DDP (2 gloo processes), eval."""
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -387,3 +388,18 @@ def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, syn
     x = torch.rand(2, 3, 96, 96) * 255
     base.eval()
     assert torch.allclose(base(x), base(x)) and not torch.equal(base(x), unwrapped(base)(x))   # it quantizes
+
+
+def test_resume_treats_an_option_added_since_the_run_started_as_its_default(tmp_path):
+    """A run saved before lmliqa gained an option (here: qat) resumes when that option keeps its default, and is
+    refused when it does not: the saved run trained with the default."""
+    from lmliqa.train.config import ResumeError, TrainConfig
+    from lmliqa.train.engine import check_resumable
+
+    cfg = TrainConfig(data="synthetic:x")
+    saved = {k: v for k, v in cfg.to_dict().items() if k != "qat"}
+    state = {"config": saved, "split": {"train": [0, 1]}}
+    check_resumable(state, cfg, {"train": [0, 1]}, tmp_path / "last.pt")
+    changed = dataclasses.replace(cfg, qat=True)
+    with pytest.raises(ResumeError, match=r"other options \(qat: False -> True\)"):
+        check_resumable(state, changed, {"train": [0, 1]}, tmp_path / "last.pt")

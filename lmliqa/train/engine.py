@@ -10,6 +10,7 @@ TensorBoard events under ``tb/``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import csv
 import json
 import math
@@ -237,7 +238,10 @@ def check_resumable(state: dict[str, Any], cfg: TrainConfig, split: dict[str, li
     """Refuse to resume STATE under another configuration or data split (RESUME_MAY_CHANGE lists what may)."""
     if state["split"] != split:
         raise ResumeError(f"{path}: the saved run used another split; resume with the same --split and data")
-    old, new = state["config"], cfg.to_dict()
+    new = cfg.to_dict()
+    # An option the saved state lacks was added to lmliqa after that run started: the run trained with its default.
+    defaults = {name: f.default for name, f in TrainConfig.fields().items() if f.default is not dataclasses.MISSING}
+    old = {**{k: v for k, v in defaults.items() if k in new}, **state["config"]}
     changed = sorted(k for k in set(old) | set(new) if k not in RESUME_MAY_CHANGE and old.get(k) != new.get(k))
     if changed:
         diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
