@@ -13,7 +13,7 @@ images, held to the artifact's gate. Every artifact x precision gets a :class:`l
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,13 @@ class ParityReport:
 def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int | None = None,
                threads: int | None = None, out: str | Path | None = None, skip: Collection[str] = (),
                platforms: Collection[str] = (NATIVE,), emulated_limit: int | None = None,
-               simulated_limit: int | None = None) -> ParityReport:
+               simulated_limit: int | None = None, off_native: Container[Artifact] | None = None) -> ParityReport:
     """Every artifact in MODELS x every precision its target can execute x every platform of PLATFORMS, against the
     torch reference, on the images of DATA (the first LIMIT of them, leaving out the paths in SKIP, e.g. the
     calibration images). An emulated platform scores the first EMULATED_LIMIT of those images, a simulated target
     the first SIMULATED_LIMIT (default: its ``check_photos``; both run ~50-100x slower than this CPU); each row says
-    on how many photos it was measured."""
+    on how many photos it was measured. OFF_NATIVE, when given, limits the platforms other than native to those
+    artifacts (a release measures every artifact it built here, and on the device code paths the ones it ships)."""
     from .manifest import sha256_file
     from .provenance import provenance
 
@@ -111,6 +112,8 @@ def run_parity(checkpoint: str | Path, models: str | Path, data: str, limit: int
     chosen = [platform_registry.get(p) for p in platforms]
     for art in registry.discover(Path(models)):
         for where in chosen:
+            if not where.native and off_native is not None and art not in off_native:
+                continue
             if not where.covers(art.target.name):
                 if not where.native:
                     report.results.append(StageResult(Step.PARITY, art.target.name, Outcome.UNSUPPORTED,

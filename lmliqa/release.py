@@ -58,6 +58,10 @@ class Keep:
     def __contains__(self, art: Artifact) -> bool:
         return not self.pairs or any(t == art.target.name and p in (None, art.precision) for t, p in self.pairs)
 
+    def wants(self, target: Target) -> bool:
+        """Whether the release ships an artifact of TARGET (and so builds and checks it)."""
+        return not self.pairs or any(t == target.name for t, _ in self.pairs)
+
 
 @dataclass
 class ReleaseConfig:
@@ -86,6 +90,10 @@ class ReleaseConfig:
     # target options (lmliqa.targets.Option names -> values; None: the target's default), e.g. socs="SM8750"
     export_options: dict[str, Any] = field(default_factory=dict)
     quantize_options: dict[str, Any] = field(default_factory=dict)
+
+    def built_targets(self) -> list[Target]:
+        """The targets the release exports, quantizes and checks: those it ships an artifact of."""
+        return [t for t in self.targets if self.keep.wants(t)]
 
 
 @dataclass
@@ -200,12 +208,12 @@ class Export:
     name = "export"
 
     def describe(self, r: Release) -> str:
-        return ", ".join(t.name for t in r.cfg.targets)
+        return ", ".join(t.name for t in r.cfg.built_targets())
 
     def run(self, r: Release) -> str:
         from lmliqa.export import export_checkpoint
 
-        r.exported = export_checkpoint(r.cfg.checkpoint, r.cfg.targets, r.out, **_given(r.cfg.export_options))
+        r.exported = export_checkpoint(r.cfg.checkpoint, r.cfg.built_targets(), r.out, **_given(r.cfg.export_options))
         (r.evidence / "export.json").write_text(json.dumps([x.to_dict() for x in r.exported], indent=2))
         r.failures += failures(r.exported)
         return "; ".join(f"{x.target} {x.outcome}" for x in r.exported)
@@ -220,7 +228,7 @@ class Quantize:
     name = "quantize"
 
     def quantizable(self, r: Release) -> list[Target]:
-        return [t for t in r.cfg.targets if t.quantize_module is not None]
+        return [t for t in r.cfg.built_targets() if t.quantize_module is not None]
 
     def describe(self, r: Release) -> str:
         return (f"{', '.join(t.name for t in self.quantizable(r))}, calibrated on {r.cfg.calib}, validated on "
@@ -247,7 +255,7 @@ class Parity:
 
         r.parity = run_parity(r.cfg.checkpoint, r.out, r.cfg.eval, limit=r.cfg.eval_limit, threads=r.cfg.threads,
                               out=r.evidence / "parity", skip=r.skip, platforms=r.cfg.platforms,
-                              emulated_limit=r.cfg.emulated_limit)
+                              emulated_limit=r.cfg.emulated_limit, off_native=r.cfg.keep)
         r.withdrawn = withdrawn_precisions(r.parity, registry.discover(r.out))
         gating = [x for x in r.parity.results if (x.artifact, str(x.precision)) not in r.withdrawn]
         r.failures += failures(gating)
@@ -340,6 +348,9 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
     from .models.checkpoint import read_metadata
 
     out = Path(cfg.out)
+    if missing := sorted({t for t, _ in cfg.keep.pairs} - {t.name for t in cfg.targets}):
+        raise ReleaseError(f"--keep names {', '.join(missing)}, which the release does not build (targets: "
+                           f"{', '.join(t.name for t in cfg.targets)})")
     if out.exists() and any(out.iterdir()):
         raise ReleaseError(f"{out} is not empty: a release is written into a new folder")
     r = Release(cfg, read_metadata(cfg.checkpoint), out, out / EVIDENCE)

@@ -144,6 +144,10 @@ def test_a_release_checked_on_arm64_records_it_and_verify_repeats_it(arm64, live
     assert {(g["check"], g["platform"]) for g in gates} >= {("parity", "native"), ("parity", "arm64"),
                                                            ("golden probes", "native"), ("golden probes", "arm64")}
     assert all(g["pass"] for g in gates) and next(g for g in gates if g["platform"] == "arm64")["n"] == N
+    measured = {(r["artifact"], r["platform"]) for r in
+                json.loads((out / "evidence" / "parity" / "parity.json").read_text())["results"]}
+    assert {("mobile.onnx", "native"), ("mobile_int8.onnx", "arm64")} <= measured    # every artifact here,
+    assert ("mobile.onnx", "arm64") not in measured                                  # the shipped ones on arm64
     gold = json.loads((out / "golden" / "golden.json").read_text())["artifacts"]["mobile_int8.onnx"]
     assert gold["platforms"]["arm64"]["max_abs"] <= gold["tolerance"]
     report = verify_release(out, platforms=("native", "arm64"))

@@ -109,6 +109,22 @@ def test_training_photos_are_refused_as_evaluation(livec_run, livec_train_dir, t
     assert rec["allow_overlap"] and rec["training"]["checked"] is False
 
 
+def test_keep_builds_only_the_targets_it_names_and_refuses_one_not_built(tmp_path):
+    from lmliqa import targets
+    from lmliqa.release import Keep, ReleaseConfig, build_release
+
+    cfg = ReleaseConfig(tmp_path / "unused.safetensors", "synthetic", "synthetic", tmp_path / "r",
+                        [targets.get("onnx"), targets.get("litert"), targets.get("openvino")],
+                        keep=Keep.parse("litert:int8,onnx"))
+    assert [t.name for t in cfg.built_targets()] == ["onnx", "litert"]
+    assert [t.name for t in ReleaseConfig(tmp_path, "s", "s", tmp_path, cfg.targets).built_targets()] == \
+        ["onnx", "litert", "openvino"]                                            # no --keep: everything ships
+    cfg.keep = Keep.parse("executorch:int8,onnx")
+    with pytest.raises(ReleaseError, match="--keep names executorch, which the release does not build"):
+        build_release(cfg)
+    assert not (tmp_path / "r").exists()
+
+
 def test_calibration_photos_are_left_out_of_evaluation(livec_run, livec_eval_dir):
     from lmliqa.models.checkpoint import read_metadata
     from lmliqa.release import ReleaseConfig, check_data
