@@ -10,8 +10,8 @@ TensorBoard events under ``tb/``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import json
 import math
 import os
