@@ -111,15 +111,16 @@ def test_training_photos_are_refused_as_evaluation(livec_run, livec_train_dir, t
 
 def test_keep_builds_only_the_targets_it_names_and_refuses_one_not_built(tmp_path):
     from lmliqa import targets
-    from lmliqa.release import Keep, ReleaseConfig, build_release
+    from lmliqa.release import Keep, Quantize, Release, ReleaseConfig, build_release
 
     cfg = ReleaseConfig(tmp_path / "unused.safetensors", "synthetic", "synthetic", tmp_path / "r",
                         [targets.get("onnx"), targets.get("litert"), targets.get("openvino")],
-                        keep=Keep.parse("litert:int8,onnx"))
+                        keep=Keep.parse("litert:int8,onnx:fp32"))
     assert [t.name for t in cfg.built_targets()] == ["onnx", "litert"]
+    assert [t.name for t in Quantize().quantizable(Release(cfg, {}, cfg.out, cfg.out))] == ["litert"]   # onnx:fp32
     assert [t.name for t in ReleaseConfig(tmp_path, "s", "s", tmp_path, cfg.targets).built_targets()] == \
         ["onnx", "litert", "openvino"]                                            # no --keep: everything ships
-    cfg.keep = Keep.parse("executorch:int8,onnx")
+    cfg.keep = Keep.parse("executorch:int8,onnx:fp32")
     with pytest.raises(ReleaseError, match="--keep names executorch, which the release does not build"):
         build_release(cfg)
     assert not (tmp_path / "r").exists()
@@ -139,12 +140,13 @@ def test_a_failing_gate_writes_no_release(livec_run, livec_train_dir, livec_eval
     from lmliqa import targets
     from lmliqa.errors import LmliqaError, ReleaseFailed
     from lmliqa.fidelity import Gate
-    from lmliqa.release import ReleaseConfig, build_release
+    from lmliqa.release import Keep, ReleaseConfig, build_release
 
     monkeypatch.setattr(targets.Target, "gate", lambda self, precision, weights=None: Gate(max_abs=0.0))
     out = tmp_path / "rel"
     cfg = ReleaseConfig(livec_run[0] / "final.safetensors", f"folder:{livec_train_dir}", f"folder:{livec_eval_dir}",
-                        out, [targets.get("onnx")], n_calib=4, n_val=12, eval_limit=12, bench_batches=())
+                        out, [targets.get("onnx")], keep=Keep.parse("onnx:fp32"), n_calib=4, n_val=12, eval_limit=12,
+                        bench_batches=())                          # fp32 only: nothing to quantize
     with pytest.raises(ReleaseFailed, match=r"gate\(s\) failed") as info:
         build_release(cfg)
     assert not (out / MANIFEST).exists()

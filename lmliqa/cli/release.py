@@ -35,8 +35,9 @@ def register(sub) -> None:
     add_targets_flag(p, Stage.EXPORT, old=None)
     p.add_argument("--name", help="release name (default: PRESET-<checkpoint sha256[:8]>)")
     p.add_argument("--keep", help="artifacts the release ships, e.g. onnx:int8,litert (default: all). A target it "
-                                  "names none of is not built; every artifact of a kept target is measured here, and "
-                                  "on --platforms other than native the shipped ones")
+                                  "names none of is not built, nor quantized when only float precisions of it are "
+                                  "kept; every artifact built is measured here, and on --platforms other than native "
+                                  "the shipped ones")
     p.add_argument("--include-checkpoint", action="store_true", help="ship the checkpoint (the torch reference)")
     p.add_argument("--allow-overlap", action="store_true",
                    help="do not refuse evaluation photos the checkpoint was trained on (the card and the report then "
