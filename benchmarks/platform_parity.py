@@ -65,6 +65,7 @@ def main() -> int:
 
         exported = []
         quant = QuantizeReport.from_dict(json.loads((work / "quantization.json").read_text()))
+        _same_checkpoint(work / f"{quant.model}.tflite", ckpt)
     else:
         exported = export_checkpoint(ckpt, ["onnx", "litert", "qualcomm"], work, socs=args.socs)
         quant = quantize_models(work, ["onnx", "litert", "qualcomm"], calib=args.data, n_calib=32, n_val=64,
@@ -102,6 +103,17 @@ def main() -> int:
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def _same_checkpoint(artifact: Path, ckpt: Path) -> None:
+    """Refuse to reuse a --work folder whose artifacts were exported from another checkpoint."""
+    from lmliqa.manifest import sha256_file
+    from lmliqa.runtimes.litert import read_metadata
+
+    src, want = read_metadata(artifact).get("source_checkpoint_sha256"), sha256_file(ckpt)
+    if src != want:
+        raise SystemExit(f"--work {artifact.parent}: its artifacts were exported from another checkpoint (sha256 "
+                         f"{str(src)[:12]}..., not {want[:12]}... of {ckpt}); use a new --work folder")
 
 
 def _split(work: Path, slow: str) -> tuple[Path, Path]:
