@@ -58,13 +58,10 @@ class Keep:
     def __contains__(self, art: Artifact) -> bool:
         return not self.pairs or any(t == art.target.name and p in (None, art.precision) for t, p in self.pairs)
 
-    def wants(self, target: Target) -> bool:
-        """Whether the release ships an artifact of TARGET (and so builds and checks it)."""
-        return not self.pairs or any(t == target.name for t, _ in self.pairs)
-
-    def wants_quantized(self, target: Target) -> bool:
-        """Whether the release ships a quantized artifact of TARGET (and so quantizes it)."""
-        return not self.pairs or any(t == target.name and (p is None or p.quantized) for t, p in self.pairs)
+    def wants(self, target: Target, quantized: bool = False) -> bool:
+        """Whether the release ships an artifact of TARGET, with QUANTIZED a quantized one (and so builds it)."""
+        return not self.pairs or any(t == target.name and (not quantized or p is None or p.quantized)
+                                     for t, p in self.pairs)
 
 
 @dataclass
@@ -232,7 +229,8 @@ class Quantize:
     name = "quantize"
 
     def quantizable(self, r: Release) -> list[Target]:
-        return [t for t in r.cfg.built_targets() if t.quantize_module is not None and r.cfg.keep.wants_quantized(t)]
+        return [t for t in r.cfg.built_targets()
+                if t.quantize_module is not None and r.cfg.keep.wants(t, quantized=True)]
 
     def describe(self, r: Release) -> str:
         return (f"{', '.join(t.name for t in self.quantizable(r))}, calibrated on {r.cfg.calib}, validated on "

@@ -154,12 +154,11 @@ def test_a_release_checked_on_arm64_records_it_and_verify_repeats_it(arm64, live
     assert report.ok and {r.platform for r in report.probes} == {"native", "arm64"}, report.text()
 
 
-def test_platform_parity_refuses_a_work_folder_of_another_checkpoint(released, tmp_path):
+def test_platform_parity_refuses_a_work_folder_of_another_checkpoint(released, tmp_path, monkeypatch):
     """benchmarks/platform_parity.py --work reuses a folder's export only when it came from the checkpoint asked."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from platform_parity import _same_checkpoint
 
     _same_checkpoint(released.out / "mobile.tflite", released.checkpoint)

@@ -241,7 +241,7 @@ def check_resumable(state: dict[str, Any], cfg: TrainConfig, split: dict[str, li
     new = cfg.to_dict()
     # An option the saved state lacks was added to lmliqa after that run started: the run trained with its default.
     defaults = {name: f.default for name, f in TrainConfig.fields().items() if f.default is not dataclasses.MISSING}
-    old = {**{k: v for k, v in defaults.items() if k in new}, **state["config"]}
+    old = {**defaults, **state["config"]}
     changed = sorted(k for k in set(old) | set(new) if k not in RESUME_MAY_CHANGE and old.get(k) != new.get(k))
     if changed:
         diff = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
