@@ -362,9 +362,12 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
                              threads=2))
 
 
-def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, synthetic_dir):
+@pytest.mark.parametrize("deploy", ["student", "teacher"])
+def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, synthetic_dir, deploy):
     """--qat-from: every conv and linear trains fake-quantized (int8 weights, uint8 inputs); the checkpoint is the
-    plain float network (it loads as any other), which differs from the start; the run records how it was made."""
+    plain float network (it loads as any other), which differs from the start; the run records how it was made.
+    deploy=teacher (the mobile recipe's): the EMA copy follows the observers' buffers, which size themselves on the
+    first step (per-channel weight ranges: [1] -> [out channels])."""
     import torch
 
     from lmliqa.train.qat import FakeQuantized, prepare, unwrapped
@@ -374,10 +377,12 @@ def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, syn
     start = tmp_path / "a" / "final.safetensors"
     rc = main(["train", "--preset", "tiny", "--qat-from", str(start), "--data", data, "--split", "random:0",
                "--max-steps", "3", "--out", str(tmp_path / "q"), "--threads", "2", "--set", "lml_weight=0",
-               "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0"])
+               "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0",
+               "--set", f"deploy={deploy}"])
     assert rc == 0
     qat, meta = load_checkpoint(tmp_path / "q" / "final.safetensors")
     cfg = meta["extra"]["train_config"]
+    assert cfg["deploy"] == deploy
     assert cfg["qat"] and cfg["init_from"] == str(start) and cfg["epochs"] == 2 and cfg["warmup_epochs"] == 0
     base, base_meta = load_checkpoint(start)
     assert cfg["lr"] == pytest.approx(base_meta["extra"]["train_config"]["lr"] / 10)

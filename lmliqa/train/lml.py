@@ -64,6 +64,8 @@ class EMATeacher(nn.Module):
         for t, s in zip(self.module.parameters(), student.parameters()):
             t.mul_(m).add_(s.detach(), alpha=1.0 - m)
         for t, s in zip(self.module.buffers(), student.buffers()):
+            if t.shape != s.shape:      # an observer sizes its buffers on first use (QAT: per-channel weight ranges)
+                t.resize_(s.shape)
             t.copy_(s)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
