@@ -375,11 +375,13 @@ def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, syn
     data = f"synthetic:{synthetic_dir}"
     run(tmp_path / "a", data=data, split="random:0", max_steps=2, lml_weight=0.0)
     start = tmp_path / "a" / "final.safetensors"
-    rc = main(["train", "--preset", "tiny", "--qat-from", str(start), "--data", data, "--split", "random:0",
-               "--max-steps", "3", "--out", str(tmp_path / "q"), "--threads", "2", "--set", "lml_weight=0",
-               "--set", "images_per_step=4", "--set", "crops_per_image=3", "--set", "eval_every=0",
-               "--set", f"deploy={deploy}"])
-    assert rc == 0
+    args = ["train", "--preset", "tiny", "--qat-from", str(start), "--data", data, "--split", "random:0",
+            "--out", str(tmp_path / "q"), "--threads", "2", "--set", "lml_weight=0", "--set", "images_per_step=4",
+            "--set", "crops_per_image=3", "--set", "eval_every=0", "--set", f"deploy={deploy}",
+            "--set", "checkpoint_every=1"]
+    assert main(args + ["--max-steps", "2"]) == 0
+    assert main(args + ["--max-steps", "3", "--resume"]) == 0      # the observers' sized buffers load back
+    assert torch.load(tmp_path / "q" / "last.pt", map_location="cpu", weights_only=False)["step"] == 3
     qat, meta = load_checkpoint(tmp_path / "q" / "final.safetensors")
     cfg = meta["extra"]["train_config"]
     assert cfg["deploy"] == deploy
