@@ -5,15 +5,18 @@
 
 1. stores the trained weights as fp16 (half the bytes; the network computes in fp32 from them) with the content
    hashes of its training photos, so any machine can check evaluation photos against them without the data;
-2. runs `lmliqa release` on it: ONNX only, ships the INT8 ONNX (torch-free scoring) and the fp16-stored
-   checkpoint (the torch reference), calibrated on the training photos and evaluated on the embedded synthetic
-   set (every dev photo is a training photo; the accuracy on people's opinions is the cross-validation's);
-3. checks the wheel budget: the release folder, deflated as a wheel stores it, must stay under 15 MB.
+2. runs `lmliqa release` on it: ships the INT8 ONNX and the INT8 LiteRT model (torch-free scoring: each runtime's
+   fastest gated artifact, by the release's own timing) and the fp16-stored checkpoint (the torch reference),
+   calibrated on the training photos and evaluated on --eval (a data set's published test split, or the embedded
+   synthetic set), never on a training photo;
+3. checks the wheel budget: the release folder less what the wheel leaves out (the checkpoint:
+   lmliqa.default_model.WHEEL_EXCLUDES), deflated as a wheel stores it, must stay under 15 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import io
 import json
 import shutil
@@ -49,10 +52,14 @@ def fp16_checkpoint(src: Path, dst: Path) -> Path:
 
 
 def wheel_mb(folder: Path) -> float:
+    """FOLDER's deflated size as the wheel stores it: its files less WHEEL_EXCLUDES."""
+    from lmliqa.default_model import WHEEL_EXCLUDES
+
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(folder.rglob("*")):
-            if p.is_file():
+            rel = f"release/{p.relative_to(folder).as_posix()}"
+            if p.is_file() and not any(fnmatch.fnmatch(rel, pat) for pat in WHEEL_EXCLUDES):
                 z.write(p, p.relative_to(folder).as_posix())
     return len(buf.getvalue()) / 1e6
 
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval", default="synthetic")
     ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
     ap.add_argument("--cross", help="the cross-dataset table (lmliqa eval --cross --out) for the card")
-    ap.add_argument("--name", default="lmliqa-default-mobile-livec")
+    ap.add_argument("--name", default="lmliqa-default-mobile")
+    ap.add_argument("--keep", default="onnx:int8,litert:int8", help="what ships beside the checkpoint")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
     args = ap.parse_args(argv)
@@ -78,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     cmd = [sys.executable, "-m", "lmliqa", "release", "--checkpoint", str(half), "--calib", args.calib,
-           "--eval", args.eval, "--targets", "onnx", "--keep", "onnx:int8", "--include-checkpoint",
+           "--eval", args.eval, "--targets", ",".join(dict.fromkeys(k.split(":")[0] for k in args.keep.split(","))),
+           "--keep", args.keep, "--include-checkpoint",
            "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + (
                ["--cross", args.cross] if args.cross else [])
     print(" ".join(cmd), file=sys.stderr)
@@ -92,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if size <= BUDGET_MB else 1
 
 
+def train_command(train: dict) -> str:
+    """The `lmliqa train` command line of a checkpoint's recorded training config (the options that set it apart)."""
+    cmd = f"lmliqa train --preset {train['preset']} --data {train['data']} --split {train['split']}"
+    if train.get("data_weights"):
+        cmd += " --data-weights " + ",".join(f"{w:g}" for w in train["data_weights"])
+    cmd += f" --epochs {train['epochs']:g} --out {train['out']}"
+    sets = {k: train[k] for k in ("init_from", "cache_images") if train.get(k) not in (None, True)}
+    return cmd + "".join(f" --set {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items())
+
+
 def write_results(path: Path, release: Path, src: Path, size: float) -> None:
     """The default model's record for benchmarks/results: how it was trained and released, and its numbers."""
     from lmliqa.manifest import read_manifest, sha256_file
@@ -103,9 +122,7 @@ def write_results(path: Path, release: Path, src: Path, size: float) -> None:
     train = extra["train_config"]
     path.write_text(json.dumps({
         "provenance": provenance(),
-        "training": {"command": f"lmliqa train --preset {train['preset']} --data {extra['dataset']} "
-                                f"--split {extra['split']} --out {train['out']}"
-                                + (f" --set init_from={train['init_from']}" if train.get("init_from") else ""),
+        "training": {"command": train_command(train),
                      "started_from": extra.get("init_from") and {k: v for k, v in extra["init_from"].items()
                                                                  if k != "train_images_sha256"},
                      "checkpoint_sha256": sha256_file(src), "data": extra["dataset"],

@@ -108,12 +108,12 @@ def main() -> int:
 def _same_checkpoint(artifact: Path, ckpt: Path) -> None:
     """Refuse to reuse a --work folder whose artifacts were exported from another checkpoint."""
     from lmliqa.manifest import sha256_file
+    from lmliqa.parity import other_checkpoint
     from lmliqa.runtimes.litert import read_metadata
 
-    src, want = read_metadata(artifact).get("source_checkpoint_sha256"), sha256_file(ckpt)
-    if src != want:
-        raise SystemExit(f"--work {artifact.parent}: its artifacts were exported from another checkpoint (sha256 "
-                         f"{str(src)[:12]}..., not {want[:12]}... of {ckpt}); use a new --work folder")
+    other = other_checkpoint(read_metadata(artifact), sha256_file(ckpt))
+    if other:
+        raise SystemExit(f"--work {artifact.parent}: its artifacts were {other} of {ckpt}; use a new --work folder")
 
 
 def _split(work: Path, slow: str) -> tuple[Path, Path]:

@@ -126,6 +126,9 @@ def format_info(info: dict[str, Any]) -> str:
     ms = d.get("measured_ms", {})
     lines.append("  used in this order (the first whose runtime is installed; the release's batch-1 ms per photo): "
                  + ", ".join(f"{n}" + (f" {ms[n]:.1f} ms" if n in ms else " untimed") for n in d.get("order", [])))
+    for n in d.get("not_installed", []):
+        lines.append(f"  {n}: not in this install (the wheel leaves the torch checkpoint out to stay within 15 MB); "
+                     "`lmliqa info --fetch-checkpoint FILE|URL` adds it")
     t = d["trained_on"]
     lines.append(f"  trained on {t['spec']} (split {t['split']}, {t['n_images']} photos); built at commit "
                  f"{d['commit']} on {d['created']}")

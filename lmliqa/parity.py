@@ -153,10 +153,9 @@ def measure(art: Artifact, precision: Precision | None, report: ParityReport, th
     except (ArtifactError, ValueError) as exc:
         return _not_run(result, Outcome.UNSUPPORTED, str(exc))
     with scorer:
-        src = scorer.metadata.get("source_checkpoint_sha256")
-        if src and src != report.checkpoint_sha256:
-            return _not_run(result, Outcome.UNSUPPORTED, f"exported from another checkpoint (sha256 {src[:12]}..., "
-                                                         f"not {report.checkpoint_sha256[:12]}...)")
+        other = other_checkpoint(scorer.metadata, report.checkpoint_sha256)
+        if other:
+            return _not_run(result, Outcome.UNSUPPORTED, other)
         images = report.images[:n] if n else report.images
         got = np.array([r.score if r.ok else np.nan for r in scorer.score_many(images)])
         if np.isnan(got).any():
@@ -169,6 +168,15 @@ def measure(art: Artifact, precision: Precision | None, report: ParityReport, th
         result.details = {"runtime": scorer.backend, "scores": got.tolist(), "size_mb": art.target.size_mb(art.path),
                           **({"platform_runtime": scorer.about} if platform != NATIVE else {})}
     return result
+
+
+def other_checkpoint(metadata: dict[str, Any], checkpoint_sha256: str) -> str | None:
+    """Why an artifact (its embedded METADATA) is not an export of the checkpoint with CHECKPOINT_SHA256, or None
+    when it is (or does not say)."""
+    src = metadata.get("source_checkpoint_sha256")
+    if src and src != checkpoint_sha256:
+        return f"exported from another checkpoint (sha256 {src[:12]}..., not {checkpoint_sha256[:12]}...)"
+    return None
 
 
 def _against_native(report: ParityReport) -> None:

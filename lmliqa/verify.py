@@ -63,16 +63,22 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify_release(folder: str | Path, threads: int | None = None,
-                   platforms: tuple[str, ...] = ("native",)) -> VerifyReport:
+def verify_release(folder: str | Path, threads: int | None = None, platforms: tuple[str, ...] = ("native",),
+                   unbundled: dict[str, str] | None = None) -> VerifyReport:
     """FOLDER's files against its manifest, and its golden probes on every platform of PLATFORMS that runs each
-    artifact (an emulated platform that lacks an artifact's runtime is listed as not checked)."""
+    artifact (an emulated platform that lacks an artifact's runtime is listed as not checked). UNBUNDLED: missing
+    artifacts this install leaves out on purpose (file -> why), listed as not checked instead of failing."""
     from . import platforms as platform_registry
 
     chosen = [platform_registry.get(p) for p in platforms]
     folder = Path(folder)
     manifest = read_manifest(folder)
     report = VerifyReport(folder, check_files(folder, manifest))
+    for name, why in (unbundled or {}).items():
+        if name in report.files.missing and name in manifest["artifacts"]:
+            report.files.missing.remove(name)
+            report.results.append(StageResult(Step.VERIFY, manifest["artifacts"][name]["target"],
+                                              Outcome.NOT_VERIFIED, why, artifact=name))
     gold_dir = folder / "golden"
     if not (gold_dir / golden.GOLDEN).is_file():
         report.results.append(_failed("golden", f"{gold_dir / golden.GOLDEN} is missing"))
@@ -83,6 +89,8 @@ def verify_release(folder: str | Path, threads: int | None = None,
         report.results.append(_failed("golden", "golden probe files differ from the manifest; no probe was scored"))
         return report
     for name, art in manifest["artifacts"].items():
+        if name in (unbundled or {}) and not (folder / name).exists():
+            continue
         if any(f == name or f.startswith(name + "/") for f in bad):
             report.results.append(_failed(name, "its files do not match the manifest; not scored", art["target"]))
             continue

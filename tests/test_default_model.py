@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -54,6 +55,7 @@ def test_torch_free_venv_scores_a_folder_with_the_default(tmp_path):
     wheel = next(wheels.glob("lmliqa-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         shipped = sum(i.compress_size for i in z.infolist() if "default_model/release/" in i.filename)
+        assert not [n for n in z.namelist() if n.endswith(".safetensors")], "the torch checkpoint went into the wheel"
     assert shipped <= 15e6, f"the default model adds {shipped / 1e6:.1f} MB to the wheel (budget 15 MB)"
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -76,6 +78,9 @@ def test_torch_free_venv_scores_a_folder_with_the_default(tmp_path):
         assert abs(float(rows[name]["score"]) - ref["score"]) <= tol, (name, rows[name], ref["score"])
     assert json.loads((RELEASE / "manifest.json").read_text())["name"] in subprocess.run(
         [str(venv / "bin" / "lmliqa"), "info"], capture_output=True, text=True, env=env).stdout
+    check = subprocess.run([str(venv / "bin" / "lmliqa"), "verify", "default"], capture_output=True, text=True,
+                           env=env)
+    assert check.returncode == 0 and "fetch-checkpoint" in check.stdout, check.stdout + check.stderr
 
 
 def test_the_default_scorer_is_the_fastest_gated_artifact_the_release_timed():
@@ -96,3 +101,43 @@ def test_the_default_scorer_is_the_fastest_gated_artifact_the_release_timed():
     order = ranked(manifest()["artifacts"], shipped)
     assert order[-1].endswith(".safetensors") and order[0] in shipped
     assert [manifest()["artifacts"][n]["target"] for n in order] == ["onnx", "torch"]
+
+
+def test_an_install_without_the_checkpoint_scores_verifies_and_fetches_it(tmp_path, monkeypatch):
+    """A wheel install has no torch checkpoint (WHEEL_EXCLUDES): the INT8 artifacts still score and verify, the torch
+    reference says how to add it, and `info --fetch-checkpoint` adds only the manifest's file."""
+    import lmliqa.default_model as dm
+    from lmliqa.cli import main
+    from lmliqa.errors import BackendUnavailable, ReleaseError
+    from lmliqa.runtimes import load
+
+    wheel = tmp_path / "release"
+    shutil.copytree(RELEASE, wheel, ignore=shutil.ignore_patterns("*.safetensors"))
+    monkeypatch.setattr(dm, "RELEASE", wheel)
+    monkeypatch.setenv("LMLIQA_CACHE", str(tmp_path / "cache"))
+    ckpt = manifest()["checkpoint"]["file"]
+    assert dm.unbundled() == [ckpt] and dm.locate(ckpt) is None
+    assert dm.default_artifact().parent == wheel and dm.default_artifact().suffix != ".safetensors"
+    with pytest.raises(BackendUnavailable, match="fetch-checkpoint"):
+        dm.default_artifact("torch")
+    assert main(["verify", "default"]) == 0                 # the checkpoint is listed as not checked, not failed
+    bad = tmp_path / "other.safetensors"
+    bad.write_bytes(b"not the checkpoint")
+    with pytest.raises(ReleaseError, match="sha256"):
+        dm.fetch_checkpoint(str(bad))
+    assert not list((tmp_path / "cache").rglob("*.safetensors"))          # nothing kept
+    assert main(["info", "--fetch-checkpoint", (RELEASE / ckpt).as_uri()]) == 0
+    got = dm.default_artifact("torch")
+    assert got == dm.checkpoint_cache() / ckpt and got.read_bytes() == (RELEASE / ckpt).read_bytes()
+    gold = golden.read_golden(wheel / "golden")
+    name, ref = next(iter(gold["reference"]["scores"].items()))
+    assert abs(load("default", target="torch").score(wheel / "golden" / name).score - ref["score"]) <= 1e-3
+
+
+def test_the_wheel_excludes_what_the_default_model_says_it_leaves_out():
+    import tomllib
+
+    from lmliqa.default_model import WHEEL_EXCLUDES
+
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert tuple(cfg["exclude-package-data"]["lmliqa.default_model"]) == WHEEL_EXCLUDES

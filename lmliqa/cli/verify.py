@@ -23,12 +23,13 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..verify import verify_release
 
-    folder = args.folder
+    folder, unbundled = args.folder, {}
     if folder == "default":
-        from ..default_model import RELEASE
+        from ..default_model import RELEASE, fetch_hint
+        from ..default_model import unbundled as left_out
 
-        folder = RELEASE
-    report = verify_release(folder, threads=args.threads,
+        folder, unbundled = RELEASE, {n: fetch_hint(n) for n in left_out()}
+    report = verify_release(folder, threads=args.threads, unbundled=unbundled,
                             platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.text())
     return 0 if report.ok else 1
