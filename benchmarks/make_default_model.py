@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
     ap.add_argument("--eval", default="synthetic")
     ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
-    ap.add_argument("--cross", help="the cross-dataset table (lmliqa eval --cross --out) for the card")
+    ap.add_argument("--cross", action="append", default=[],
+                    help="a cross-dataset table (lmliqa eval --cross --out) for the card (repeat: merged)")
     ap.add_argument("--name", default="lmliqa-default-mobile")
     ap.add_argument("--keep", default="onnx:int8,litert:int8", help="what ships beside the checkpoint")
     ap.add_argument("--out", default=str(OUT))
@@ -88,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "lmliqa", "release", "--checkpoint", str(half), "--calib", args.calib,
            "--eval", args.eval, "--targets", ",".join(dict.fromkeys(k.split(":")[0] for k in args.keep.split(","))),
            "--keep", args.keep, "--include-checkpoint",
-           "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + (
-               ["--cross", args.cross] if args.cross else [])
+           "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + [
+               a for c in args.cross for a in ("--cross", c)]
     print(" ".join(cmd), file=sys.stderr)
     rc = subprocess.run(cmd).returncode
     if rc:

@@ -59,10 +59,14 @@ def cv_headline(cv: dict[str, Any]) -> dict[str, Any]:
             "note": cv.get("note")}
 
 
-def cross_dataset(table: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest keeps of a cross-dataset table (lmliqa.train.crosseval), with the results published on each
-    column's data set (its reader's registry entry) to stand beside it."""
+def cross_dataset(tables: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the manifest keeps of cross-dataset tables over the same data sets (lmliqa.train.crosseval; merged, each
+    row with the command that measured it), with the results published on each column's data set (its reader's
+    registry entry) to stand beside it."""
     from .data.readers import ALIASES, READERS
+    from .train.crosseval import merge
+
+    table = merge(tables)
 
     published = {}
     for c in table["columns"]:
@@ -70,8 +74,9 @@ def cross_dataset(table: dict[str, Any]) -> dict[str, Any]:
         if reader and reader.published:
             published[c["name"]] = [{"method": m, "srcc": sr, "plcc": pl, "source": src}
                                     for m, sr, pl, src in reader.published]
+    runs = list({(r["provenance"]["command"], r["provenance"]["commit"]): None for r in table["rows"]})
     return {"columns": table["columns"], "rows": table["rows"], "published": published,
-            "commit": table.get("provenance", {}).get("commit"), "command": table.get("provenance", {}).get("command")}
+            "commit": ", ".join(str(c) for _, c in runs), "command": "; ".join(str(c) for c, _ in runs)}
 
 
 def _cross_dataset(cross: dict[str, Any] | None) -> list[str]:

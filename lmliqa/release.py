@@ -76,7 +76,7 @@ class ReleaseConfig:
     include_checkpoint: bool = False  # ship the checkpoint too (the torch reference)
     allow_overlap: bool = False      # evaluate on training photos anyway (stated in bold in the card and report)
     cv: Path | None = None           # a cross-validation result (benchmarks/cv_accuracy.py) for the card
-    cross: Path | None = None        # a cross-dataset table (lmliqa eval --cross --out) for the card
+    cross: tuple[Path, ...] = ()     # cross-dataset tables (lmliqa eval --cross --out) for the card, merged
     n_calib: int = 32
     n_val: int = 96                  # quantize's validation images (from --eval)
     eval_limit: int | None = None
@@ -412,7 +412,8 @@ def manifest_body(r: Release) -> dict[str, Any]:
         "data": r.data,
         "accuracy": {"data": cfg.eval, "n": len(ref), "metrics": iqa_metrics(ref, mos), "ci95": bootstrap_ci(ref, mos)},
         "cross_validation": cv and card.cv_headline(cv), "weaknesses": card.weaknesses(r.parity, cfg.eval),
-        "cross_dataset": card.cross_dataset(json.loads(Path(cfg.cross).read_text())) if cfg.cross else None,
+        "cross_dataset": card.cross_dataset([json.loads(Path(p).read_text()) for p in cfg.cross]) if cfg.cross
+        else None,
         "artifacts": artifact_records(r),
         "platforms": {"checked": list(cfg.platforms), "emulated_limit": cfg.emulated_limit},
         "not_verified_here": [{"artifact": x.artifact, "precision": str(x.precision), "platform": x.platform,

@@ -332,6 +332,18 @@ def test_cross_dataset_table_never_credits_a_model_with_its_training_photos(tmp_
     assert fold["cells"][specs[1]]["status"].startswith("trained on it") and fold["cells"][specs[0]]["n"] == 300
     md = out.with_suffix(".md").read_text()
     assert "trained on it" in md and "official test split" in md and "provenance" in table
+    # the card merges tables over the same data sets: every row keeps the run that measured it
+    from lmliqa.card import cross_dataset
+    from lmliqa.errors import DatasetError
+
+    later = {**table, "rows": [{**fold, "name": "again"}], "provenance": {"command": "lmliqa eval B", "commit": "b"}}
+    merged = cross_dataset([table, later])
+    assert [r["name"] for r in merged["rows"]] == [syn["name"], fold["name"], "again"]
+    assert merged["rows"][2]["provenance"] == {"command": "lmliqa eval B", "commit": "b"}
+    assert merged["rows"][0]["provenance"]["command"] == table["provenance"]["command"]
+    assert merged["command"] == f"{table['provenance']['command']}; lmliqa eval B" and "biq2021" in merged["published"]
+    with pytest.raises(DatasetError, match="different data sets"):
+        cross_dataset([table, {**later, "columns": table["columns"][:2]}])
 
 
 def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path, synthetic_dir):

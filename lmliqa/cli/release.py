@@ -43,7 +43,9 @@ def register(sub) -> None:
                    help="do not refuse evaluation photos the checkpoint was trained on (the card and the report then "
                         "say so in bold)")
     p.add_argument("--cv", help="a cross-validation result (benchmarks/cv_accuracy.py) for the card")
-    p.add_argument("--cross", help="a cross-dataset table (lmliqa eval --cross --out FILE) for the card")
+    p.add_argument("--cross", action="append", default=[],
+                   help="a cross-dataset table (lmliqa eval --cross --out FILE) for the card; repeat it to merge tables "
+                        "over the same data sets (each row keeps the command that measured it)")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N evaluation photos only")
     p.add_argument("--bench-batch", default="1,8")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ReleaseConfig(Path(checkpoint_path(args.checkpoint)), args.calib, args.eval, Path(args.out),
                         chosen_targets(args, Stage.EXPORT), name=args.name, keep=Keep.parse(args.keep),
                         include_checkpoint=args.include_checkpoint, allow_overlap=args.allow_overlap,
-                        cv=Path(args.cv) if args.cv else None, cross=Path(args.cross) if args.cross else None,
+                        cv=Path(args.cv) if args.cv else None, cross=tuple(Path(c) for c in args.cross),
                         n_calib=args.calib_images, eval_limit=args.eval_limit,
                         bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads,
                         platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()),

@@ -64,6 +64,22 @@ def _cell(model, ds, indices: list[int], n_excluded: int, bootstrap: int, device
     return cell
 
 
+def merge(tables: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several tables over the same columns (data specs) as one: their rows in order, each row keeping the command
+    and commit of the run that measured it (so a published test split is scored once per model, not again for every
+    new table)."""
+    specs = [c["spec"] for c in tables[0]["columns"]]
+    for t in tables[1:]:
+        if [c["spec"] for c in t["columns"]] != specs:
+            raise DatasetError(f"cross-dataset tables over different data sets cannot be merged: "
+                               f"{[c['spec'] for c in t['columns']]} vs {specs}")
+    rows = [{**row, "provenance": row.get("provenance") or {k: t.get("provenance", {}).get(k)
+                                                           for k in ("command", "commit")}}
+            for t in tables for row in t["rows"]]
+    return {"columns": tables[0]["columns"], "rows": rows,
+            "bootstrap_resamples": min(t.get("bootstrap_resamples", 0) for t in tables)}
+
+
 def column_name(spec: str, ds) -> str:
     """A data set's short name: its reader's, or a folder's own name (folder:../livec-dev -> livec-dev)."""
     if ds.name == "folder":
