@@ -44,8 +44,8 @@ def register(sub) -> None:
                         "say so in bold)")
     p.add_argument("--cv", help="a cross-validation result (benchmarks/cv_accuracy.py) for the card")
     p.add_argument("--cross", action="append", default=[],
-                   help="a cross-dataset table (lmliqa eval --cross --out FILE) for the card; repeat it to merge tables "
-                        "over the same data sets (each row keeps the command that measured it)")
+                   help="a cross-dataset table (lmliqa eval --cross --out FILE) for the card; repeat it to merge "
+                        "tables over the same data sets (each row keeps the command that measured it)")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N evaluation photos only")
     p.add_argument("--bench-batch", default="1,8")
