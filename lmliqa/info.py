@@ -132,6 +132,12 @@ def format_info(info: dict[str, Any]) -> str:
     t = d["trained_on"]
     lines.append(f"  trained on {t['spec']} (split {t['split']}, {t['n_images']} photos); built at commit "
                  f"{d['commit']} on {d['created']}")
+    acc = d.get("accuracy")
+    if acc:
+        s, p = acc["srcc"], acc["plcc"]
+        lines.append(f"  torch reference on {acc['data']} ({acc['n']} evaluation photos, none trained on): SRCC "
+                     f"{s['value']:.3f} [{s['low']:.3f}, {s['high']:.3f}], PLCC {p['value']:.3f} [{p['low']:.3f}, "
+                     f"{p['high']:.3f}] (95 % bootstrap)")
     cv = d.get("cross_validation")
     if cv and cv.get("srcc"):
         s, p = cv["srcc"], cv["plcc"]

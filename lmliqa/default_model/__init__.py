@@ -163,4 +163,6 @@ def summary() -> dict[str, Any] | None:
             or m["provenance"]["command"],
             "cross_validation": {"protocol": cv.get("protocol"), "srcc": (cv.get("pooled") or {}).get("srcc"),
                                  "plcc": (cv.get("pooled") or {}).get("plcc")} if cv else None,
+            "accuracy": {"data": m["accuracy"]["data"], "n": m["accuracy"]["n"],
+                         "srcc": m["accuracy"]["ci95"]["srcc"], "plcc": m["accuracy"]["ci95"]["plcc"]},
             "card": str(RELEASE / "MODEL_CARD.md")}
