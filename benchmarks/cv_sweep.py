@@ -8,7 +8,7 @@ so a row's headline is over all its (seed, fold) runs, and each seed's out-of-fo
         --json benchmarks/results/DATE-cv-sweep.json
     python benchmarks/cv_sweep.py --report benchmarks/results/DATE-cv-sweep.json     # the README's table
 
-The runs go in row order (a row's seeds and folds together), several at once (--parallel: one process each,
+The runs go fold by fold (every row on one seed's fold, then the next fold), several at once (--parallel: one process each,
 --threads CPU threads each); the result file is rewritten after every run, so a sweep cut short by --budget-s
 (no run is started that would not finish in time, by the slowest run so far; a run still going at the deadline is
 stopped and recorded as cut) or by a kill keeps what finished. --resume skips runs whose result is already in
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     layouts = args.layouts.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    queue = [(name, seed, fold) for name in rows for seed in seeds for fold in range(args.folds)]
+    # fold by fold, every row on a fold before the next fold: a sweep cut short still pairs its rows run by run
+    queue = [(name, seed, fold) for seed in seeds for fold in range(args.folds) for name in rows]
     results: dict[str, dict[str, dict]] = {name: {} for name in rows}
     if args.resume:
         for name, seed, fold in queue:
