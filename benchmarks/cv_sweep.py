@@ -8,8 +8,8 @@ so a row's headline is over all its (seed, fold) runs, and each seed's out-of-fo
         --json benchmarks/results/DATE-cv-sweep.json
     python benchmarks/cv_sweep.py --report benchmarks/results/DATE-cv-sweep.json     # the README's table
 
-The runs go fold by fold (every row on one seed's fold, then the next fold), several at once (--parallel: one process each,
---threads CPU threads each); the result file is rewritten after every run, so a sweep cut short by --budget-s
+The runs go fold by fold (every row on one seed's fold, then the next), several at once (--parallel: one process
+each, --threads CPU threads each); the result file is rewritten after every run, so a sweep cut short by --budget-s
 (no run is started that would not finish in time, by the slowest run so far; a run still going at the deadline is
 stopped and recorded as cut) or by a kill keeps what finished. --resume skips runs whose result is already in
 --out. A row: {preset, config (a training YAML), set: {option: value}, note}; see benchmarks/sweeps/.
