@@ -77,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
     args = ap.parse_args(argv)
-    from lmliqa.provenance import provenance
+    from lmliqa.provenance import git_commit
 
-    provenance()        # fixes the commit now: the release below writes into the (tracked) package folder
+    if str(git_commit()).endswith("+dirty"):       # the card names the commit the model was built from
+        print("make_default_model: commit or stash your changes first (the release records a clean commit)",
+              file=sys.stderr)
+        return 2
 
     src = Path(args.checkpoint)
     half = fp16_checkpoint(src, src.with_name(f"{args.name}.safetensors"))

@@ -348,7 +348,9 @@ def build_release(cfg: ReleaseConfig) -> dict[str, Any]:
     """Run every stage; returns the manifest. Raises ReleaseFailed (evidence kept, no manifest) when a gate fails,
     ReleaseError when the inputs cannot make an honest release."""
     from .models.checkpoint import read_metadata
+    from .provenance import provenance
 
+    provenance()            # fixes the commit the release is built from now, not when its last stage writes
     out = Path(cfg.out)
     if missing := sorted({t for t, _ in cfg.keep.pairs} - {t.name for t in cfg.targets}):
         raise ReleaseError(f"--keep names {', '.join(missing)}, which the release does not build (targets: "
