@@ -20,26 +20,26 @@ def test_camera_rows_time_the_same_score_the_scorer_gives(tmp_path):
     rep = run_camera(RELEASE, default_artifact("torch"), image=str(PHOTO), warmup=1, runs=5, baselines=False,
                      peak=peak, progress=None)
     assert [(r["backend"], r["precision"]) for r in rep["rows"]] == [("torch eager fp32", "fp32"),
-                                                                      ("onnxruntime", "int8")]
+                                                                      ("onnxruntime", "int8"), ("litert", "int8")]
     buf = io.BytesIO()
     Image.open(PHOTO).convert("RGB").save(buf, "JPEG", quality=90)
-    for row, backend in zip(rep["rows"], ("torch", "onnx")):
+    for row, backend in zip(rep["rows"], ("torch", "onnx", "litert")):
         assert row["runs"] == 5 and set(row["stages_p50_ms"]) == {"decode", "crops", "network", "aggregate"}
         assert min(row["stages_p50_ms"].values()) > 0 and row["p95_ms"] >= row["p50_ms"]
         assert row["score"] == pytest.approx(load(default_artifact(backend)).score(buf.getvalue()).score, abs=1e-4)
     assert rep["rows"][0]["speedup_vs_torch_eager"] == 1.0 and rep["frame"]["width"] == 451
-    torch_row, int8_row = rep["rows"]
+    torch_row, onnx_row, litert_row = rep["rows"]
     assert 0.1 < rep["gmacs_per_image"] < 10                        # MobileNetV2-class network, 9 crops
     assert torch_row["utilisation"] == pytest.approx(torch_row["network_gmacs_per_s"] / 100.0)
-    assert int8_row["utilisation"] == pytest.approx(int8_row["network_gmacs_per_s"] / 700.0)
-
+    assert litert_row["utilisation"] == pytest.approx(litert_row["network_gmacs_per_s"] / 700.0)   # the best int8
+    assert onnx_row["utilisation"] == pytest.approx(onnx_row["network_gmacs_per_s"] / 700.0)
 
 def test_folder_rows_score_every_photo_next_to_the_ceiling():
     from lmliqa.bench import run_folder
 
     rep = run_folder(RELEASE, default_artifact("torch"), RELEASE / "golden", n_images=8, batch=4, min_time=0.1,
                      progress=None)
-    assert rep["n_images"] == 8 and len(rep["rows"]) == 2
+    assert rep["n_images"] == 8 and len(rep["rows"]) == 3          # the checkpoint, INT8 ONNX and INT8 LiteRT
     for row in rep["rows"]:
         assert row["scored"] == 8 and 0 < row["fraction_of_ceiling"] < 2
 

@@ -24,7 +24,12 @@ def test_default_loads_without_a_path_and_scores_its_probes():
     from lmliqa.runtimes import load
 
     scorer = load()
-    assert scorer.backend == "onnxruntime" and scorer.precision.value == "int8"
+    from lmliqa.default_model import measured_ms, ranked
+
+    # the fastest shipped artifact as the release timed it (LiteRT INT8), both runtimes being installed here
+    assert scorer.path.name == ranked(manifest()["artifacts"], measured_ms())[0] == "mobile_int8.tflite"
+    assert scorer.backend == "litert" and scorer.precision.value == "int8"
+    assert load("default", target="onnx").precision.value == "int8"
     assert load("default").path == scorer.path
     gold = golden.read_golden(RELEASE / "golden")
     check = golden.check_probes(gold, scorer.path.name, golden.score_probes(scorer, RELEASE / "golden"))
@@ -41,7 +46,7 @@ def test_default_verifies_and_info_shows_it():
 
     assert main(["verify", "default"]) == 0
     m = manifest()
-    assert m["checkpoint"]["trained_on"]["n_images"] == 609
+    assert m["checkpoint"]["trained_on"]["n_images"] == 609 + 10000          # LIVE-C dev + BIQ2021's training split
     text = format_info(gather())
     assert m["name"] in text and "SRCC" in text and m["provenance"]["commit"][:12] in text
 
@@ -100,7 +105,7 @@ def test_the_default_scorer_is_the_fastest_gated_artifact_the_release_timed():
     shipped = measured_ms()
     order = ranked(manifest()["artifacts"], shipped)
     assert order[-1].endswith(".safetensors") and order[0] in shipped
-    assert [manifest()["artifacts"][n]["target"] for n in order] == ["onnx", "torch"]
+    assert [manifest()["artifacts"][n]["target"] for n in order] == ["litert", "onnx", "torch"]
 
 
 def test_an_install_without_the_checkpoint_scores_verifies_and_fetches_it(tmp_path, monkeypatch):

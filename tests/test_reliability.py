@@ -21,6 +21,7 @@ from hostile import add_scan_traps, build_corpus
 
 from lmliqa.cli import main
 from lmliqa.default_model import RELEASE
+from lmliqa.runtimes import load
 
 GOLDEN = RELEASE / "golden"
 PHOTO = GOLDEN / "chelsea.jpg"
@@ -163,7 +164,7 @@ def test_exit_status_and_standard_output(tmp_path, capsys, monkeypatch):
     assert main(["score", str(PHOTO), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["summary"] == {"scored": 1, "failed": 0, "resumed_rows": 0, "resumed_failed": 0, "skipped": 0}
-    assert doc["model"]["backend"] == "onnxruntime" and np.isfinite(doc["results"][0]["score"])
+    assert doc["model"]["backend"] == load().backend and np.isfinite(doc["results"][0]["score"])
     assert main(["score", str(PHOTO), str(tmp_path / "gone.jpg"), "--jsonl", "-"]) == 1           # some failed
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["error_kind"] for r in rows] == ["", "missing"] and rows[1]["error"] == "no such file"
