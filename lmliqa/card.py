@@ -174,20 +174,25 @@ def _accuracy(body: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _vs_mos(f) -> str:
+    """An artifact's own agreement with people on the evaluation photos ('-' when they carry no MOS)."""
+    return "-" if f.srcc_vs_mos is None else f"{f.srcc_vs_mos:.3f} / {f.plcc_vs_mos:.3f}"
+
+
 def _artifacts(body: dict[str, Any], parity, bench: dict[str, Any]) -> list[str]:
     lines = ["## Artifacts (fidelity to torch FP32 on the evaluation photos, speed on "
              f"{bench['cpu']}, {bench['threads']} threads)", "",
              "| artifact | target | platform | executed as | photos | size MB | max abs d | mean abs d | "
-             f"SRCC vs torch | rank flips (all / pairs > {FLIP_MARGIN:g} apart) | ms / photo (batch 1) | gate | "
-             "shipped |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"SRCC vs torch | rank flips (all / pairs > {FLIP_MARGIN:g} apart) | SRCC / PLCC vs MOS | "
+             "ms / photo (batch 1) | gate | shipped |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     shipped = set(body["artifacts"])
     for r in parity.rows:
         f = r.fidelity
         ms = _speed(bench, r.artifact, r.precision.value) if r.platform == "native" else None
         lines.append(f"| {r.artifact} | {r.target} | {r.platform} | {r.precision} | {f.n} | "
                      f"{r.details['size_mb']:.1f} | {f.max_abs:.3g} | {f.mean_abs:.3g} | {f.srcc_vs_ref:.4f} | "
-                     f"{f.rank_flip_rate:.2%} / {f.material_flip_rate:.2%} | "
+                     f"{f.rank_flip_rate:.2%} / {f.material_flip_rate:.2%} | {_vs_mos(f)} | "
                      f"{'-' if ms is None else f'{ms:.1f}'} | {'pass' if r.gate_pass else 'FAIL'} ({r.gate}) | "
                      f"{'yes' if r.artifact in shipped else 'no'} |")
     torch_ms = _speed(bench, Path(body["checkpoint"]["source"]).name, "fp32")

@@ -50,6 +50,11 @@ def test_card_reports_bootstrap_intervals(release):
     for png in ("scatter.png", "abs_diff.png", "speed_vs_fidelity.png"):
         assert (out / "report" / png).stat().st_size > 5000
     assert "not verified" in card or "simulated" in card       # Core ML off macOS, TensorRT here
+    # each artifact's own agreement with people stands in its row (the release's goals are stated for what ships)
+    rows = json.loads((out / "evidence" / "parity" / "parity.json").read_text())["results"]
+    for r in (r for r in rows if r.get("fidelity") and r["fidelity"].get("srcc_vs_mos") is not None):
+        f = r["fidelity"]
+        assert f"| {f['srcc_vs_mos']:.3f} / {f['plcc_vs_mos']:.3f} |" in card, r["artifact"]
 
 
 def test_golden_probes_hold_on_every_runnable_target(release):
