@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import io
 import json
 import shutil
@@ -53,14 +52,14 @@ def fp16_checkpoint(src: Path, dst: Path) -> Path:
 
 def wheel_mb(folder: Path) -> float:
     """FOLDER's deflated size as the wheel stores it: its files less WHEEL_EXCLUDES."""
-    from lmliqa.default_model import WHEEL_EXCLUDES
+    from lmliqa.default_model import left_out_of_wheel
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for p in sorted(folder.rglob("*")):
-            rel = f"release/{p.relative_to(folder).as_posix()}"
-            if p.is_file() and not any(fnmatch.fnmatch(rel, pat) for pat in WHEEL_EXCLUDES):
-                z.write(p, p.relative_to(folder).as_posix())
+            rel = p.relative_to(folder).as_posix()
+            if p.is_file() and not left_out_of_wheel(rel):
+                z.write(p, rel)
     return len(buf.getvalue()) / 1e6
 
 

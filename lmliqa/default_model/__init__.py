@@ -58,12 +58,15 @@ def ranked(artifacts: dict[str, dict[str, Any]], ms: dict[str, float]) -> list[s
     return sorted((n for n, a in artifacts.items() if passed(a)), key=key)
 
 
+def left_out_of_wheel(rel: str) -> bool:
+    """Whether the wheel leaves out the release file REL (a path inside the release folder): WHEEL_EXCLUDES."""
+    return any(fnmatch.fnmatch(f"release/{rel}", pat) for pat in WHEEL_EXCLUDES)
+
+
 def unbundled(release: Path | None = None) -> list[str]:
     """The released files the wheel leaves out (WHEEL_EXCLUDES) that this install does not have in the package."""
     release = release or RELEASE
-    m = read_manifest(release)
-    return sorted(f for f in m["files"] if not (release / f).exists()
-                  and any(fnmatch.fnmatch(f"release/{f}", pat) for pat in WHEEL_EXCLUDES))
+    return sorted(f for f in read_manifest(release)["files"] if left_out_of_wheel(f) and not (release / f).exists())
 
 
 def checkpoint_cache() -> Path:
@@ -80,32 +83,31 @@ def locate(name: str) -> Path | None:
     if (RELEASE / name).exists():
         return RELEASE / name
     cached = checkpoint_cache() / name
-    return cached if name in unbundled() and cached.is_file() else None
+    return cached if left_out_of_wheel(name) and cached.is_file() else None
 
 
 def fetch_checkpoint(source: str) -> Path:
     """Add the torch reference checkpoint to a wheel install: SOURCE (a file, or an http(s)/file URL of it: the
     source repository's lmliqa/default_model/release/NAME) is copied into checkpoint_cache() once its sha256 is the
     manifest's. Returns its path."""
-    import hashlib
     import shutil
     import tempfile
     import urllib.request
 
     from lmliqa.errors import ReleaseError
+    from lmliqa.manifest import sha256_file
 
     m = manifest()
     name, want = m["checkpoint"]["file"], m["checkpoint"]["sha256"]
     dest = checkpoint_cache() / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-        try:
-            src = urllib.request.urlopen(source) if "://" in source else open(source, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise ReleaseError(f"{source}: cannot read the checkpoint ({exc})") from exc
-        with src:
-            shutil.copyfileobj(src, tmp)
-    digest = hashlib.sha256(Path(tmp.name).read_bytes()).hexdigest()
+    try:
+        src = urllib.request.urlopen(source) if "://" in source else open(source, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ReleaseError(f"{source}: cannot read the checkpoint ({exc})") from exc
+    with src, tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+        shutil.copyfileobj(src, tmp)
+    digest = sha256_file(tmp.name)
     if digest != want:
         Path(tmp.name).unlink()
         raise ReleaseError(f"{source}: sha256 {digest[:16]}... is not the default model's checkpoint ({name}, sha256 "
@@ -129,9 +131,10 @@ def default_artifact(backend: str | None = None) -> Path:
     hints = []
     for name in ranked(arts, measured_ms()):
         target = targets.get(arts[name]["target"])
-        if not target.missing(targets.Stage.RUNTIME) and locate(name):
-            return locate(name)
-        hints.append(target.requires_hint() if target.missing(targets.Stage.RUNTIME) else fetch_hint(name))
+        runtime_missing, path = target.missing(targets.Stage.RUNTIME), locate(name)
+        if not runtime_missing and path:
+            return path
+        hints.append(target.requires_hint() if runtime_missing else fetch_hint(name))
     raise BackendUnavailable("no runtime for the default model is installed: " + " or ".join(dict.fromkeys(hints)))
 
 
