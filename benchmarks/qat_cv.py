@@ -13,6 +13,13 @@ For each cross-validation fold model (a run folder of `lmliqa train --split kfol
    which with QAT must hold with an empty scope) and against people's opinions (SRCC / PLCC vs MOS).
 
 The paired difference QAT - PTQ of SRCC vs MOS per fold is the issue's criterion (median >= -0.005).
+
+`--recipe graph` replaces step 2 by `lmliqa quantize --float-scope none --qat-steps N`: the fold model itself, each
+target's own INT8 graph fine-tuned through its quantizers against the float model (quantize/_qat.py; the targets
+with that option), on the fold's training photos that are not its validation photos:
+
+    python benchmarks/qat_cv.py --recipe graph --qat-steps 600 --targets litert --runs runs/sweep-biq/livec/s0_f0 \
+        --work runs/qat_graph --out benchmarks/results/DATE-qat-graph-fold0.json
 """
 
 from __future__ import annotations
@@ -48,12 +55,12 @@ def fold_folder(ds, train_idx: list[int], out: Path) -> str:
     return f"folder:{out}"
 
 
-def quantized(ckpt: Path, out: Path, targets: list[str], calib: str, scope: str | None) -> dict[str, Path]:
+def quantized(ckpt: Path, out: Path, targets: list[str], calib: str, scope: str | None, **options) -> dict[str, Path]:
     from lmliqa.export import export_checkpoint
     from lmliqa.quantize import quantize_models
 
     export_checkpoint(ckpt, targets, out)
-    report = quantize_models(out, targets, calib=calib, scope=scope, n_calib=32, n_val=48)
+    report = quantize_models(out, targets, calib=calib, scope=scope, n_calib=32, n_val=48, **options)
     paths = {}
     for r in report.results:
         if r.artifact and r.fidelity is not None:
@@ -68,7 +75,34 @@ def scores(model: Path, images: list[str]) -> np.ndarray:
         return np.array([r.score for r in scorer.score_many(images)])
 
 
-def one_fold(run: Path, targets: list[str], work: Path, threads: int) -> dict:
+def graph_qat_targets(targets: list[str]) -> list[str]:
+    """The targets whose quantizer fine-tunes its own INT8 graph (the `qat_steps` quantize option)."""
+    from lmliqa import targets as registry
+
+    return [t for t in targets if any(o.name == "qat_steps" for o in registry.get(t).options_for(
+        registry.Stage.QUANTIZE))]
+
+
+def variants(run: Path, work: Path, targets: list[str], extra: dict, recipe: str, qat_steps: int,
+             threads: int) -> list[tuple[str, Path, str | None, list[str], dict]]:
+    """(name, checkpoint, float scope, targets, quantize options) of PTQ and QAT. RECIPE "train": QAT is
+    `lmliqa train --qat-from` (eager fake quant of every Conv/Linear), then quantized with no float scope; "graph":
+    the same checkpoint, each target's own INT8 graph fine-tuned by `lmliqa quantize --qat-steps` with no scope."""
+    ckpt = run / "final.safetensors"
+    ptq = ("ptq", ckpt, None, targets, {})
+    if recipe == "graph":
+        return [ptq, ("qat", ckpt, "none", graph_qat_targets(targets), {"qat_steps": qat_steps})]
+    qat_dir = work / "qat"
+    if not (qat_dir / "final.safetensors").is_file():
+        cmd = [sys.executable, "-m", "lmliqa", "train", "--preset", extra["train_config"]["preset"], "--qat-from",
+               str(ckpt), "--data", extra["dataset"], "--split", extra["split"], "--threads", str(threads),
+               "--set", f"split_seed={extra['split_seed']}", "--set", "eval_every=0", "--out", str(qat_dir)]
+        subprocess.run(cmd, check=True)
+    return [ptq, ("qat", qat_dir / "final.safetensors", "none", targets, {})]
+
+
+def one_fold(run: Path, targets: list[str], work: Path, threads: int, recipe: str = "train",
+             qat_steps: int = 0) -> dict:
     from scipy import stats
 
     from lmliqa.data import resolve_split
@@ -79,20 +113,15 @@ def one_fold(run: Path, targets: list[str], work: Path, threads: int) -> dict:
     ds, extra, test = held_out_indices(ckpt)
     train_idx, _ = resolve_split(extra["split"], ds, seed=extra["split_seed"])
     calib = fold_folder(ds, train_idx, work / "train_photos")
-    qat_dir = work / "qat"
-    if not (qat_dir / "final.safetensors").is_file():
-        cmd = [sys.executable, "-m", "lmliqa", "train", "--preset", extra["train_config"]["preset"], "--qat-from",
-               str(ckpt), "--data", extra["dataset"], "--split", extra["split"], "--threads", str(threads),
-               "--set", f"split_seed={extra['split_seed']}", "--set", "eval_every=0", "--out", str(qat_dir)]
-        subprocess.run(cmd, check=True)
     images = [str(ds.records[i].path) for i in test]
     mos = np.array([ds.label.to_training(ds.records[i].mos) for i in test])
     out = {"run": str(run), "split": extra["split"], "n_held_out": len(test)}
-    for name, model, scope in (("ptq", ckpt, None), ("qat", qat_dir / "final.safetensors", "none")):
+    for name, model, scope, chosen, options in variants(run, work, targets, extra, recipe, qat_steps, threads):
         ref = scores(model, images)
         rows = {"float": {"srcc_vs_mos": float(stats.spearmanr(ref, mos)[0]),
                           "plcc_vs_mos": float(stats.pearsonr(ref, mos)[0])}}
-        for target, (path, used, gate_pass) in quantized(model, work / name, targets, calib, scope).items():
+        for target, (path, used, gate_pass) in quantized(model, work / name, chosen, calib, scope,
+                                                         **options).items():
             got = scores(path, images)
             f = compare(ref, got, mos)
             rows[target] = {"artifact": path.name, "scope": used, "validation_gate_pass": gate_pass,
@@ -124,6 +153,9 @@ def main() -> int:
     ap.add_argument("--runs", nargs="+", required=True)
     ap.add_argument("--targets", default="litert,onnx")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--recipe", choices=("train", "graph"), default="train",
+                    help="train: lmliqa train --qat-from; graph: lmliqa quantize --qat-steps (targets that have it)")
+    ap.add_argument("--qat-steps", type=int, default=600, help="--recipe graph: fine-tuning steps")
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -132,8 +164,11 @@ def main() -> int:
     t0 = time.time()
     folds = []
     for k, run in enumerate(args.runs):
-        folds.append(one_fold(Path(run), targets, Path(args.work) / f"fold{k}", args.threads))
-        result = {"provenance": prov, "targets": targets, "folds": folds, "summary": summary(folds, targets),
+        folds.append(one_fold(Path(run), targets, Path(args.work) / f"fold{k}", args.threads, args.recipe,
+                              args.qat_steps))
+        result = {"provenance": prov, "targets": targets, "recipe": args.recipe,
+                  "qat_steps": args.qat_steps if args.recipe == "graph" else None, "folds": folds,
+                  "summary": summary(folds, targets),
                   "wall_s": round(time.time() - t0)}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

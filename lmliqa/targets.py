@@ -404,6 +404,12 @@ register(Target(
     requires={Stage.EXPORT: ("litert_torch", "ai_edge_litert"), Stage.QUANTIZE: ("litert_torch", "ai_edge_litert"),
               Stage.RUNTIME: ("ai_edge_litert",)},
     tools=("litert-torch", "ai-edge-litert", "torchao"), extra="android",
+    options=(Option("qat_steps", "--qat-steps", "quantization-aware fine-tuning of the INT8 graph itself before "
+                    "conversion (PT2E QAT distilling the float program; quantize/_qat.py): steps of one batch of "
+                    "crops of the calibration spec's photos that are not validation photos; the float scope then "
+                    "starts empty. 0: post-training quantization", Stage.QUANTIZE, default=0, type=int),
+             Option("qat_lr", "--qat-lr", "learning rate of --qat-steps (cosine-decayed)", Stage.QUANTIZE,
+                    default=1e-5, type=float)),
 ))
 register(Target(
     "executorch", "ExecuTorch", "executorch", "Android, iOS and embedded CPUs through the XNNPACK delegate",

@@ -33,7 +33,7 @@ from lmliqa.scope import FloatScope
 from lmliqa.stages import Outcome, StageResult, Step
 from lmliqa.targets import Artifact, Precision, Stage, Target
 
-from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_sets, image_scores
+from .calib import DEFAULT_CALIB_IMAGES, DEFAULT_VAL_IMAGES, ImageSet, build_sets, image_scores, training_photos
 
 
 @dataclass
@@ -58,6 +58,7 @@ class QuantizeContext:
     out: Path
     calib_record: dict[str, Any]
     reference: np.ndarray            # the program's per-image scores on the validation images
+    train_photos: list[Path] = field(default_factory=list)   # what QAT fine-tunes on: calib photos, not val ones
 
     @property
     def model_name(self) -> str:
@@ -185,6 +186,7 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
 
     contract = PreprocessContract.from_dict(metadata["contract"])
     calib_set, val_set = build_sets(calib, contract, n_calib, n_val, val_spec=val)
+    photos = training_photos(calib, val_set)
     reference = image_scores(program_runner(program), val_set, contract)
     results: list[StageResult] = []
     for target in chosen:
@@ -196,8 +198,10 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
         own_ladder = getattr(stage, "LADDER", True)      # False: the artifact takes its parent's scope
         ladder = [scope] if chosen_scope or not own_ladder else scope_ladder(scopes, getattr(stage, "NARROW_FIRST",
                                                                                             False))
+        if per_target[target.name].get("qat_steps") and not chosen_scope and own_ladder:
+            ladder = [FloatScope(()), *ladder]    # QAT trains for an empty scope; wider ones only if its gate fails
         ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, ladder[0], out,
-                              calib_set.record(calib), reference)
+                              calib_set.record(calib), reference, photos)
         results += quantize_target(target, ctx, per_target[target.name], verbose, ladder[1:])
     from lmliqa.provenance import provenance
 

@@ -40,15 +40,13 @@ def quantize_program(program, batch: int, quantizer, calib: ImageSet,
     graph (what litert-torch's lowering expects)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from ._qat import chunks
+
     ep, example = static_program(program, batch)
     prepared = prepare_pt2e(ep.module(), quantizer)
-    crops = np.concatenate(calib.crops)
     with torch.no_grad():
-        for i in range(0, len(crops), batch):
-            chunk = crops[i:i + batch]
-            if len(chunk) < batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-            prepared(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
+        for x in chunks(np.concatenate(calib.crops), batch):
+            prepared(x)
     return convert_pt2e(prepared, fold_quantize=fold_quantize), example
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,14 @@ def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_C
         return _load(ds, calib_idx, contract), _load(ds, evenly(len(ds.records), n_val, set(calib_idx)), contract)
     val_ds = open_dataset(val_spec)
     return _load(ds, calib_idx, contract), _load(val_ds, evenly(len(val_ds.records), n_val), contract)
+
+
+def training_photos(spec: str, val: ImageSet) -> list[Path]:
+    """SPEC's photos that are not in VAL: what quantization-aware training may fine-tune on."""
+    from lmliqa.data import open_dataset
+
+    held_out = set(val.names)
+    return [r.path for r in open_dataset(spec).records if str(r.path) not in held_out]
 
 
 def load_images(spec: str, contract: PreprocessContract, n: int | None = None) -> ImageSet:

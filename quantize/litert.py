@@ -16,22 +16,30 @@ from ._pt2e import count_kept, keep_float, quantize_program, strip_annotations
 PARENT = "litert"
 
 
-def quantize(ctx):
-    """The lmliqa.targets stage: M_int8.tflite."""
+def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
+    """The lmliqa.targets stage: M_int8.tflite; with QAT_STEPS, the quantized graph is first fine-tuned
+    (quantize/_qat.py) on the calibration spec's photos that are not validation photos."""
     import torchao
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
 
     from . import QuantOutput
+    from ._qat import PhotoBatches, QATOptions, fake_quant_config, qat_program
 
     batch = int(ctx.parent.metadata["batch"])
     keep = keep_float(ctx.scope, ctx.metadata, ctx.program)
-    quantizer = strip_annotations(PT2EQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)), keep)
-    module, example = quantize_program(ctx.program, batch, quantizer, ctx.calib, fold_quantize=False)
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    quantizer = strip_annotations(PT2EQuantizer().set_global(config), keep)
     info = {"tool": f"litert-torch PT2EQuantizer (torchao {torchao.__version__})", "activations": "int8 per-tensor "
             "symmetric (histogram observer)", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}
+    if qat_steps:
+        qat_quantizer = strip_annotations(PT2EQuantizer().set_global(fake_quant_config(config)), keep)
+        batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=0)
+        module, example, info["qat"] = qat_program(ctx.program, batch, qat_quantizer, ctx.calib, batches,
+                                                   QATOptions(qat_steps, qat_lr), fold_quantize=False)
+    else:
+        module, example = quantize_program(ctx.program, batch, quantizer, ctx.calib, fold_quantize=False)
     path = ctx.path("{m}_int8.tflite")
     torch2litert(module, example, path, ctx.artifact_metadata(info), QuantConfig(pt2e_quantizer=quantizer))
     return QuantOutput([path], info)
