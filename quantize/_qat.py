@@ -8,7 +8,7 @@ The recipe, measured on LIVE-C fold 0 (README "Quantization-aware fine-tuning"):
   the ones the artifact stores, per output channel;
 - activation ranges are calibrated once, as PTQ does (histogram observers on the calibration crops), then frozen:
   moving-average min/max ranges that keep following outliers while the weights train left the artifact worse
-  than PTQ (mean |d| 12 against 8.7 on the fold-0 model);
+  than PTQ (a prototype on the fold-0 model: mean |d| 12 against 8.7);
 - the loss is distillation: mean squared difference to the float program's crop scores (divided by their spread),
   on one batch of a training photo's evaluation crops per step (half of them mirrored), cosine-decayed learning
   rate. Distilling the float program is what the INT8 gate measures, and it keeps the agreement with people that
