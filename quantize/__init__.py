@@ -58,7 +58,12 @@ class QuantizeContext:
     out: Path
     calib_record: dict[str, Any]
     reference: np.ndarray            # the program's per-image scores on the validation images
-    train_photos: list[Path] = field(default_factory=list)   # what QAT fine-tunes on: calib photos, not val ones
+
+    @property
+    def train_photos(self) -> list[Path]:
+        """What quantization-aware training fine-tunes on: the calibration spec's photos that are not validation
+        photos (read when asked: only QAT needs them)."""
+        return training_photos(self.calib_record["spec"], self.val)
 
     @property
     def model_name(self) -> str:
@@ -186,7 +191,6 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
 
     contract = PreprocessContract.from_dict(metadata["contract"])
     calib_set, val_set = build_sets(calib, contract, n_calib, n_val, val_spec=val)
-    photos = training_photos(calib, val_set)
     reference = image_scores(program_runner(program), val_set, contract)
     results: list[StageResult] = []
     for target in chosen:
@@ -201,7 +205,7 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
         if per_target[target.name].get("qat_steps") and not chosen_scope and own_ladder:
             ladder = [FloatScope(()), *ladder]    # QAT trains for an empty scope; wider ones only if its gate fails
         ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, ladder[0], out,
-                              calib_set.record(calib), reference, photos)
+                              calib_set.record(calib), reference)
         results += quantize_target(target, ctx, per_target[target.name], verbose, ladder[1:])
     from lmliqa.provenance import provenance
 

@@ -32,6 +32,18 @@ def keep_float(scope: FloatScope, metadata: dict[str, Any], program) -> Callable
     return check
 
 
+def chunks(crops: np.ndarray, batch: int) -> list[torch.Tensor]:
+    """CROPS in batches of BATCH, the last one padded with repeats of its last crop (a fixed-batch program's
+    calibration input)."""
+    out = []
+    for i in range(0, len(crops), batch):
+        chunk = crops[i:i + batch]
+        if len(chunk) < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+        out.append(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
+    return out
+
+
 def quantize_program(program, batch: int, quantizer, calib: ImageSet,
                      fold_quantize: bool = True) -> tuple[torch.nn.Module, torch.Tensor]:
     """The program re-exported at BATCH, prepared with QUANTIZER, calibrated on CALIB's crops (chunks of BATCH,
@@ -39,8 +51,6 @@ def quantize_program(program, batch: int, quantizer, calib: ImageSet,
     as int8 constants (what ExecuTorch's XNNPACK partitioner matches) rather than float weights quantized in the
     graph (what litert-torch's lowering expects)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    from ._qat import chunks
 
     ep, example = static_program(program, batch)
     prepared = prepare_pt2e(ep.module(), quantizer)

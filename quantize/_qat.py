@@ -29,6 +29,7 @@ import torch
 
 from lmliqa.export._graph import static_program
 
+from ._pt2e import chunks
 from .calib import ImageSet
 
 
@@ -55,17 +56,6 @@ def fake_quant_config(config):
     return dataclasses.replace(config, input_activation=fake(config.input_activation, HistogramObserver),
                                output_activation=fake(config.output_activation, HistogramObserver),
                                weight=fake(config.weight, PerChannelMinMaxObserver if per_channel else MinMaxObserver))
-
-
-def chunks(crops: np.ndarray, batch: int) -> list[torch.Tensor]:
-    """CROPS in batches of BATCH, the last one padded with repeats of its last crop."""
-    out = []
-    for i in range(0, len(crops), batch):
-        chunk = crops[i:i + batch]
-        if len(chunk) < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-        out.append(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)))
-    return out
 
 
 class PhotoBatches:
@@ -101,6 +91,25 @@ class PhotoBatches:
         return torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
 
 
+def calibrate_and_freeze(prepared, fakes: list, teacher, batches: list[torch.Tensor]) -> float:
+    """PREPARED's activation ranges observed on BATCHES as PTQ observes them (fake quantization off), then frozen
+    with fake quantization on; FAKES: its fake quantizers. Returns the spread (sd) of TEACHER's crop scores on
+    BATCHES, the scale of the distillation loss."""
+    from torchao.quantization.pt2e.observer import HistogramObserver
+
+    for f in fakes:
+        f.disable_fake_quant()
+    with torch.no_grad():
+        spread = float(torch.cat([teacher(x) for x in batches]).std()) or 1.0
+        for x in batches:
+            prepared(x)
+    for f in fakes:
+        f.enable_fake_quant()
+        if isinstance(f.activation_post_process, HistogramObserver):
+            f.disable_observer()
+    return spread
+
+
 def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches, options: QATOptions,
                 fold_quantize: bool = True) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
     """PROGRAM at BATCH, prepared for QAT with QUANTIZER (fake quantizers: `fake_quant_config`), its activation
@@ -108,7 +117,6 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     program, converted to Q/DQ form; returns (module, example input, record of the training)."""
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
-    from torchao.quantization.pt2e.observer import HistogramObserver
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
@@ -120,17 +128,7 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     _fuse_conv_bn_(student)
     prepared = prepare_qat_pt2e(student, quantizer)
     fakes = [m for m in prepared.modules() if isinstance(m, FakeQuantize)]
-    calib_batches = chunks(np.concatenate(calib.crops), batch)
-    for f in fakes:
-        f.disable_fake_quant()
-    with torch.no_grad():
-        spread = float(torch.cat([teacher(x) for x in calib_batches]).std()) or 1.0
-        for x in calib_batches:
-            prepared(x)
-    for f in fakes:
-        f.enable_fake_quant()
-        if isinstance(f.activation_post_process, HistogramObserver):
-            f.disable_observer()
+    spread = calibrate_and_freeze(prepared, fakes, teacher, chunks(np.concatenate(calib.crops), batch))
     params = [p.requires_grad_(True) for p in prepared.parameters()]
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))

@@ -35,9 +35,10 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
             "n_ops_kept_float": count_kept(ctx.program, keep)}
     if qat_steps:
         qat_quantizer = strip_annotations(PT2EQuantizer().set_global(fake_quant_config(config)), keep)
-        batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=0)
-        module, example, info["qat"] = qat_program(ctx.program, batch, qat_quantizer, ctx.calib, batches,
-                                                   QATOptions(qat_steps, qat_lr), fold_quantize=False)
+        options = QATOptions(qat_steps, qat_lr)
+        batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=options.seed)
+        module, example, info["qat"] = qat_program(ctx.program, batch, qat_quantizer, ctx.calib, batches, options,
+                                                   fold_quantize=False)
     else:
         module, example = quantize_program(ctx.program, batch, quantizer, ctx.calib, fold_quantize=False)
     path = ctx.path("{m}_int8.tflite")
