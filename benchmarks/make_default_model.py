@@ -3,6 +3,9 @@
     lmliqa train --preset mobile --data folder:../shared/data/livec-dev --split all --out runs/default
     python benchmarks/make_default_model.py --checkpoint runs/default/final.safetensors --cv CV.json
 
+    # the same network released again (e.g. with quantization-aware INT8 files): its fp16-stored weights are kept
+    python benchmarks/make_default_model.py --checkpoint default --qat-steps 400 ...
+
 1. stores the trained weights as fp16 (half the bytes; the network computes in fp32 from them) with the content
    hashes of its training photos, so any machine can check evaluation photos against them without the data;
 2. runs `lmliqa release` on it: ships the INT8 ONNX and the INT8 LiteRT model (torch-free scoring: each runtime's
@@ -50,6 +53,17 @@ def fp16_checkpoint(src: Path, dst: Path) -> Path:
     return dst
 
 
+def stored_checkpoint(src: Path, name: str, work: Path) -> Path:
+    """The checkpoint the release ships: SRC stored as fp16 next to it, or, when SRC is already a released
+    (fp16-stored) checkpoint such as the package's own, a copy of it in WORK (the release folder is rebuilt)."""
+    from lmliqa.models.checkpoint import read_metadata
+
+    if "weights_stored" not in read_metadata(src)["extra"]:
+        return fp16_checkpoint(src, src.with_name(f"{name}.safetensors"))
+    work.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy2(src, work / f"{name}.safetensors"))
+
+
 def wheel_mb(folder: Path) -> float:
     """FOLDER's deflated size as the wheel stores it: its files less WHEEL_EXCLUDES."""
     from lmliqa.default_model import left_out_of_wheel
@@ -65,7 +79,9 @@ def wheel_mb(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="the FP32 checkpoint trained on every dev photo")
+    ap.add_argument("--checkpoint", required=True,
+                    help="the FP32 checkpoint trained on every dev photo, or a released fp16-stored one ('default': "
+                         "the package's own, to release the same network again)")
     ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
     ap.add_argument("--eval", default="synthetic")
     ap.add_argument("--cv", help="the recipe's cross-validation result (benchmarks/cv_accuracy.py)")
@@ -74,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="lmliqa-default-mobile")
     ap.add_argument("--keep", default="onnx:int8,litert:int8", help="what ships beside the checkpoint")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--qat-steps", type=int, help="quantization-aware fine-tuning of the INT8 graphs that have it "
+                                                   "(lmliqa release --qat-steps)")
+    ap.add_argument("--float-scope", help="lmliqa release --float-scope (default: each target's ladder)")
+    ap.add_argument("--work", default="runs/default-model", help="where a released checkpoint is copied to")
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
     args = ap.parse_args(argv)
     from lmliqa.provenance import git_commit
@@ -83,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
-    src = Path(args.checkpoint)
-    half = fp16_checkpoint(src, src.with_name(f"{args.name}.safetensors"))
+    from lmliqa.cli._common import checkpoint_path
+
+    src = Path(checkpoint_path(args.checkpoint))
+    half = stored_checkpoint(src, args.name, Path(args.work))
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
@@ -100,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     size = wheel_mb(out)
     print(f"{out}: {size:.2f} MB deflated (budget {BUDGET_MB} MB)", file=sys.stderr)
     if args.results:
-        write_results(Path(args.results), out, src, size)
+        write_results(Path(args.results), out, half, size)
     return 0 if size <= BUDGET_MB else 1
 
 
@@ -114,21 +136,23 @@ def train_command(train: dict) -> str:
     return cmd + "".join(f" --set {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items())
 
 
-def write_results(path: Path, release: Path, src: Path, size: float) -> None:
-    """The default model's record for benchmarks/results: how it was trained and released, and its numbers."""
-    from lmliqa.manifest import read_manifest, sha256_file
+def write_results(path: Path, release: Path, half: Path, size: float) -> None:
+    """The default model's record for benchmarks/results: how it was trained (HALF: the fp16-stored checkpoint it
+    shipped) and released, and its numbers."""
+    from lmliqa.manifest import read_manifest
     from lmliqa.models.checkpoint import read_metadata
     from lmliqa.provenance import provenance
 
     m = read_manifest(release)
-    extra = read_metadata(src)["extra"]
+    extra = read_metadata(half)["extra"]
     train = extra["train_config"]
     path.write_text(json.dumps({
         "provenance": provenance(),
         "training": {"command": train_command(train),
                      "started_from": extra.get("init_from") and {k: v for k, v in extra["init_from"].items()
                                                                  if k != "train_images_sha256"},
-                     "checkpoint_sha256": sha256_file(src), "data": extra["dataset"],
+                     # the trained fp32 file's hash, which the fp16-stored one records
+                     "checkpoint_sha256": extra["weights_stored"]["rounded_from_sha256"], "data": extra["dataset"],
                      "n_images": m["checkpoint"]["trained_on"]["n_images"], "summary": extra.get("metrics")},
         "release": {"name": m["name"], "command": m["provenance"]["command"], "commit": m["provenance"]["commit"],
                     "data": m["data"], "accuracy": m["accuracy"], "cross_validation": m["cross_validation"],

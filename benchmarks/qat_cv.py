@@ -64,7 +64,8 @@ def quantized(ckpt: Path, out: Path, targets: list[str], calib: str, scope: str 
     paths = {}
     for r in report.results:
         if r.artifact and r.fidelity is not None:
-            paths[r.target] = (out / r.artifact, r.details.get("scope"), r.gate_pass)
+            qat = (r.details.get("quantization") or {}).get("qat")
+            paths[r.target] = (out / r.artifact, r.details.get("scope"), r.gate_pass, qat)
     return paths
 
 
@@ -84,14 +85,15 @@ def graph_qat_targets(targets: list[str]) -> list[str]:
 
 
 def variants(run: Path, work: Path, targets: list[str], extra: dict, recipe: str, qat_steps: int,
-             threads: int) -> list[tuple[str, Path, str | None, list[str], dict]]:
+             threads: int, qat_scope: str = "none") -> list[tuple[str, Path, str | None, list[str], dict]]:
     """(name, checkpoint, float scope, targets, quantize options) of PTQ and QAT. RECIPE "train": QAT is
     `lmliqa train --qat-from` (eager fake quant of every Conv/Linear), then quantized with no float scope; "graph":
-    the same checkpoint, each target's own INT8 graph fine-tuned by `lmliqa quantize --qat-steps` with no scope."""
+    the same checkpoint, each target's own INT8 graph fine-tuned by `lmliqa quantize --qat-steps` with QAT_SCOPE
+    (a --float-scope value; "none": every op quantized)."""
     ckpt = run / "final.safetensors"
     ptq = ("ptq", ckpt, None, targets, {})
     if recipe == "graph":
-        return [ptq, ("qat", ckpt, "none", graph_qat_targets(targets), {"qat_steps": qat_steps})]
+        return [ptq, ("qat", ckpt, qat_scope, graph_qat_targets(targets), {"qat_steps": qat_steps})]
     qat_dir = work / "qat"
     if not (qat_dir / "final.safetensors").is_file():
         cmd = [sys.executable, "-m", "lmliqa", "train", "--preset", extra["train_config"]["preset"], "--qat-from",
@@ -102,7 +104,7 @@ def variants(run: Path, work: Path, targets: list[str], extra: dict, recipe: str
 
 
 def one_fold(run: Path, targets: list[str], work: Path, threads: int, recipe: str = "train",
-             qat_steps: int = 0) -> dict:
+             qat_steps: int = 0, qat_scope: str = "none") -> dict:
     from scipy import stats
 
     from lmliqa.data import resolve_split
@@ -116,18 +118,21 @@ def one_fold(run: Path, targets: list[str], work: Path, threads: int, recipe: st
     images = [str(ds.records[i].path) for i in test]
     mos = np.array([ds.label.to_training(ds.records[i].mos) for i in test])
     out = {"run": str(run), "split": extra["split"], "n_held_out": len(test)}
-    for name, model, scope, chosen, options in variants(run, work, targets, extra, recipe, qat_steps, threads):
+    for name, model, scope, chosen, options in variants(run, work, targets, extra, recipe, qat_steps, threads,
+                                                        qat_scope):
         ref = scores(model, images)
         rows = {"float": {"srcc_vs_mos": float(stats.spearmanr(ref, mos)[0]),
                           "plcc_vs_mos": float(stats.pearsonr(ref, mos)[0])}}
-        for target, (path, used, gate_pass) in quantized(model, work / name, chosen, calib, scope,
-                                                         **options).items():
+        for target, (path, used, gate_pass, qat) in quantized(model, work / name, chosen, calib, scope,
+                                                              **options).items():
             got = scores(path, images)
             f = compare(ref, got, mos)
             rows[target] = {"artifact": path.name, "scope": used, "validation_gate_pass": gate_pass,
                             "gate_pass_held_out": QUANTIZED.check(f), "max_abs": f.max_abs, "mean_abs": f.mean_abs,
                             "srcc_vs_ref": f.srcc_vs_ref, "material_flip_rate": f.material_flip_rate,
                             "srcc_vs_mos": f.srcc_vs_mos, "plcc_vs_mos": f.plcc_vs_mos}
+            if qat:                 # the quantizer's own record: steps, photos, seconds
+                rows[target]["qat"] = qat
         out[name] = rows
     return out
 
@@ -156,6 +161,8 @@ def main() -> int:
     ap.add_argument("--recipe", choices=("train", "graph"), default="train",
                     help="train: lmliqa train --qat-from; graph: lmliqa quantize --qat-steps (targets that have it)")
     ap.add_argument("--qat-steps", type=int, default=600, help="--recipe graph: fine-tuning steps")
+    ap.add_argument("--qat-scope", default="none",
+                    help="--recipe graph: the --float-scope QAT quantizes with (default none: every op INT8)")
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -165,9 +172,11 @@ def main() -> int:
     folds = []
     for k, run in enumerate(args.runs):
         folds.append(one_fold(Path(run), targets, Path(args.work) / f"fold{k}", args.threads, args.recipe,
-                              args.qat_steps))
+                              args.qat_steps, args.qat_scope))
+        graph = args.recipe == "graph"
         result = {"provenance": prov, "targets": targets, "recipe": args.recipe,
-                  "qat_steps": args.qat_steps if args.recipe == "graph" else None, "folds": folds,
+                  "qat_steps": args.qat_steps if graph else None, "qat_scope": args.qat_scope if graph else None,
+                  "folds": folds,
                   "summary": summary(folds, targets),
                   "wall_s": round(time.time() - t0)}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

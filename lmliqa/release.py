@@ -78,6 +78,7 @@ class ReleaseConfig:
     cv: Path | None = None           # a cross-validation result (benchmarks/cv_accuracy.py) for the card
     cross: tuple[Path, ...] = ()     # cross-dataset tables (lmliqa eval --cross --out) for the card, merged
     n_calib: int = 32
+    scope: str | None = None         # --float-scope for every quantizer (None: each target's own ladder)
     n_val: int = 96                  # quantize's validation images (from --eval)
     eval_limit: int | None = None
     bench_batches: tuple[int, ...] = (1, 8)   # () leaves the speed out (the card says it was not timed)
@@ -239,7 +240,7 @@ class Quantize:
     def run(self, r: Release) -> str:
         from lmliqa.quantize import quantize_models
 
-        r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.eval,
+        r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.eval, scope=r.cfg.scope,
                                   n_calib=r.cfg.n_calib, n_val=r.cfg.n_val, **_given(r.cfg.quantize_options))
         shutil.move(str(r.out / "quantization.json"), r.evidence / "quantization.json")
         r.failures += failures(r.quant.results)

@@ -406,8 +406,9 @@ register(Target(
     tools=("litert-torch", "ai-edge-litert", "torchao"), extra="android",
     options=(Option("qat_steps", "--qat-steps", "quantization-aware fine-tuning of the INT8 graph itself before "
                     "conversion (PT2E QAT distilling the float program; quantize/_qat.py): steps of one batch of "
-                    "crops of the calibration spec's photos that are not validation photos; the float scope then "
-                    "starts empty. 0: post-training quantization", Stage.QUANTIZE, default=0, type=int),
+                    "crops of the calibration spec's photos that are not validation photos; with no --float-scope "
+                    "the ladder then starts at the narrow scope (no regions). 0: post-training quantization",
+                    Stage.QUANTIZE, default=0, type=int),
              Option("qat_lr", "--qat-lr", "learning rate of --qat-steps (cosine-decayed)", Stage.QUANTIZE,
                     default=1e-5, type=float)),
 ))

@@ -200,10 +200,8 @@ def quantize_models(models: str | Path, targets: list[str] | list[Target], calib
             continue
         stage = target.stage(Stage.QUANTIZE)
         own_ladder = getattr(stage, "LADDER", True)      # False: the artifact takes its parent's scope
-        ladder = [scope] if chosen_scope or not own_ladder else scope_ladder(scopes, getattr(stage, "NARROW_FIRST",
-                                                                                            False))
-        if per_target[target.name].get("qat_steps") and not chosen_scope and own_ladder:
-            ladder = [FloatScope(()), *ladder]    # QAT trains for an empty scope; wider ones only if its gate fails
+        ladder = [scope] if chosen_scope or not own_ladder else scope_ladder(
+            scopes, narrow_first(stage, per_target[target.name]))
         ctx = QuantizeContext(parent, program, metadata, calib_set, val_set, ladder[0], out,
                               calib_set.record(calib), reference)
         results += quantize_target(target, ctx, per_target[target.name], verbose, ladder[1:])
@@ -224,6 +222,12 @@ def float_scopes(metadata: dict[str, Any]) -> dict[str, list[str]]:
     if "float_scopes" in metadata:
         return metadata["float_scopes"]
     return presets.get_backbone(metadata["backbone"]).scopes()
+
+
+def narrow_first(stage, options: dict[str, Any]) -> bool:
+    """Does the target's ladder start at the narrow scope (op categories only, no regions)? Its quantize stage says
+    so with NARROW_FIRST (always) or NARROW_FIRST_WITH (the options that make it so, e.g. LiteRT's qat_steps)."""
+    return getattr(stage, "NARROW_FIRST", False) or any(options.get(o) for o in getattr(stage, "NARROW_FIRST_WITH", ()))
 
 
 def scope_ladder(scopes: dict[str, list[str]], narrow_first: bool = False) -> list[FloatScope]:

@@ -119,6 +119,7 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
+    from tqdm import tqdm
 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
@@ -133,7 +134,8 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))
     losses = []
-    for _ in range(options.steps):
+    # disable=None: a bar on a terminal only (a log file gets none)
+    for _ in tqdm(range(options.steps), desc="QAT", unit="step", disable=None, dynamic_ncols=True):
         x = next(batches)
         with torch.no_grad():
             target = teacher(x)

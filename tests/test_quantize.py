@@ -28,7 +28,7 @@ def test_quantize_outcomes_and_records(quantized):
     assert saved["scope"] == ["layernorm", "softmax", "gelu", "residual_add", "head", "stem", "first_stage"]
     assert saved["calibration"]["n_crops"] == 32 * 9 and saved["validation"]["n_images"] == 40
     from lmliqa import presets, targets
-    from lmliqa.quantize import MIN_GATE_CONFIDENCE, scope_ladder
+    from lmliqa.quantize import MIN_GATE_CONFIDENCE, narrow_first, scope_ladder
     from lmliqa.targets import Stage
 
     scopes = presets.get("mobile").backbone.scopes()
@@ -36,11 +36,32 @@ def test_quantize_outcomes_and_records(quantized):
         tried = r.details.get("scope_widened", [])
         if not tried:
             continue
-        narrow_first = getattr(targets.get(r.target).stage(Stage.QUANTIZE), "NARROW_FIRST", False)
-        ladder = [list(s.categories) for s in scope_ladder(scopes, narrow_first)]
+        stage = targets.get(r.target).stage(Stage.QUANTIZE)
+        ladder = [list(s.categories) for s in scope_ladder(scopes, narrow_first(stage, {}))]
         assert [t["scope"] for t in tried] + [r.details["scope"]] == ladder[:len(tried) + 1], (r.artifact, tried)
         for t in tried:
             assert t["gate_pass"] is False or t["gate_confidence"] < MIN_GATE_CONFIDENCE, (r.artifact, t)
+
+
+def test_the_ladder_starts_narrow_for_onnx_always_and_for_litert_with_qat():
+    """ONNX (NNCF bias correction) and LiteRT with --qat-steps try the narrow scope (op categories, no regions) first;
+    LiteRT's post-training quantization starts at the default scope (stem and first stage float)."""
+    from lmliqa import presets, targets
+    from lmliqa.quantize import narrow_first, scope_ladder
+    from lmliqa.targets import Stage
+
+    scopes = presets.get("mobile").backbone.scopes()
+    narrow, default = list(presets.NARROW_SCOPE), list(presets.CNN_FLOAT_SCOPE)
+
+    def first(target: str, **options) -> list[str]:
+        stage = targets.get(target).stage(Stage.QUANTIZE)
+        return list(scope_ladder(scopes, narrow_first(stage, options))[0].categories)
+
+    assert first("onnx") == narrow and first("onnx", qat_steps=0) == narrow
+    assert first("litert") == default and first("litert", qat_steps=0) == default
+    assert first("litert", qat_steps=400) == narrow
+    assert first("executorch") == default
+    assert not {"stem", "first_stage", "second_stage"} & set(narrow) and {"stem", "first_stage"} <= set(default)
 
 
 def test_int8_artifacts_record_scope_and_calibration_hash(quantized, livec_train_dir):

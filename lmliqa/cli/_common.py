@@ -90,6 +90,17 @@ def checkpoint_path(value: str | None) -> str | None:
     return str(default_artifact("torch"))
 
 
+def add_scope_flag(parser: argparse.ArgumentParser) -> None:
+    """--float-scope: what INT8 keeps in float (lmliqa.scope), for the commands that quantize."""
+    from ..scope import OP_CATEGORIES, REGION_CATEGORIES
+
+    parser.add_argument("--float-scope",
+                        help=f"categories kept in float, comma-separated: {', '.join(OP_CATEGORIES)} and the "
+                             f"network's regions ({', '.join(REGION_CATEGORIES)}); 'default' = the backbone's default "
+                             "(lmliqa info lists it); 'none'. Not given: each target's ladder (the default scope, "
+                             "then wider ones while its INT8 artifact fails its gate; README \"Quantization\")")
+
+
 CHECKPOINT_HELP = "the FP32 checkpoint (.safetensors; 'default': the checkpoint of the model in the package)"
 
 

@@ -8,6 +8,7 @@ import json
 from ..targets import Stage
 from ._common import (
     CHECKPOINT_HELP,
+    add_scope_flag,
     add_target_options,
     add_targets_flag,
     checkpoint_path,
@@ -18,7 +19,6 @@ from ._common import (
 
 def register(sub) -> None:
     from .. import targets
-    from ..scope import OP_CATEGORIES, REGION_CATEGORIES
 
     p = sub.add_parser("quantize", help=f"post-training quantization for {', '.join(targets.names(Stage.QUANTIZE))}",
                        description="Quantizes the FP32 parents in --out (an `lmliqa export` folder; a missing parent "
@@ -32,11 +32,7 @@ def register(sub) -> None:
     p.add_argument("--val", help="data spec of the validation images (default: other images of --calib); photos the "
                                  "model was not trained on make its SRCC vs MOS an honest number")
     add_targets_flag(p, Stage.QUANTIZE)
-    p.add_argument("--float-scope",
-                   help=f"categories kept in float, comma-separated: {', '.join(OP_CATEGORIES)} and the network's "
-                        f"regions ({', '.join(REGION_CATEGORIES)}); 'default' = the backbone's default (lmliqa info "
-                        "lists it); 'none'. Not given: the default, and for a target whose INT8 artifact fails its "
-                        "gate, the backbone's wider scope, tried once more")
+    add_scope_flag(p)
     p.add_argument("--calib-images", type=int, default=32, help="images (x the contract's crops) to calibrate on")
     p.add_argument("--val-images", type=int, default=96, help="validation images, disjoint from calibration")
     p.add_argument("--json", action="store_true")

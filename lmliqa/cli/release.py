@@ -10,6 +10,7 @@ from ..targets import Stage
 from ._common import (
     CHECKPOINT_HELP,
     add_platform_flag,
+    add_scope_flag,
     add_target_options,
     add_targets_flag,
     checkpoint_path,
@@ -47,6 +48,7 @@ def register(sub) -> None:
                    help="a cross-dataset table (lmliqa eval --cross --out FILE) for the card; repeat it to merge "
                         "tables over the same data sets (each row keeps the command that measured it)")
     p.add_argument("--calib-images", type=int, default=32)
+    add_scope_flag(p)
     p.add_argument("--eval-limit", type=int, help="evaluate on the first N evaluation photos only")
     p.add_argument("--bench-batch", default="1,8")
     p.add_argument("--threads", type=int)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                         chosen_targets(args, Stage.EXPORT), name=args.name, keep=Keep.parse(args.keep),
                         include_checkpoint=args.include_checkpoint, allow_overlap=args.allow_overlap,
                         cv=Path(args.cv) if args.cv else None, cross=tuple(Path(c) for c in args.cross),
-                        n_calib=args.calib_images, eval_limit=args.eval_limit,
+                        n_calib=args.calib_images, scope=args.float_scope, eval_limit=args.eval_limit,
                         bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads,
                         platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()),
                         emulated_limit=args.emulated_limit, export_options=target_options(args, Stage.EXPORT),
