@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
            "--eval", args.eval, "--targets", ",".join(dict.fromkeys(k.split(":")[0] for k in args.keep.split(","))),
            "--keep", args.keep, "--include-checkpoint",
            "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + [
-               a for c in args.cross for a in ("--cross", c)]
+               a for c in args.cross for a in ("--cross", c)] + (
+               ["--qat-steps", str(args.qat_steps)] if args.qat_steps else []) + (
+               ["--float-scope", args.float_scope] if args.float_scope else [])
     print(" ".join(cmd), file=sys.stderr)
     rc = subprocess.run(cmd).returncode
     if rc:
