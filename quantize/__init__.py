@@ -276,10 +276,10 @@ def quantize_target(target: Target, ctx: QuantizeContext, options: dict[str, Any
 
 # A scope is kept when its artifacts hold their gate on the validation images with this confidence (the fraction of
 # bootstrap resamples of those images on which the gate holds: lmliqa.fidelity.gate_confidence); one that passes
-# only at the gate's edge is widened like one that fails. The widest scope is kept when it passes at all. 0.95 (one-sided
-# 95 %): at 0.9 the test suite's model, trained on an AVX-512 VNNI EPYC, kept ONNX INT8's narrow scope on confidence
-# 0.9175 over 40 validation photos (mean |d| 0.72) and missed the gate on the 24 gate photos (mean |d| 1.09; the
-# default scope there: 0.50).
+# only at the gate's edge is widened like one that fails. The widest scope is kept when it passes at all.
+# 0.95 (one-sided 95 %): at 0.9 the test suite's model, trained on an AVX-512 VNNI EPYC, kept ONNX INT8's narrow scope
+# on confidence 0.9175 over 40 validation photos (mean |d| 0.72) and missed the gate on the 24 gate photos (mean |d|
+# 1.09; the default scope there: 0.50).
 MIN_GATE_CONFIDENCE = 0.95
 
 
