@@ -397,6 +397,15 @@ register(Target(
               Stage.QUANTIZE: ("onnx", "onnxruntime", "nncf"), Stage.RUNTIME: ("tensorrt",)},
     tools=("onnxconverter-common", "tensorrt"), options=(*_NNCF_OPTS,), extra="export", device_names=("cuda:N",),
 ))
+# quantization-aware fine-tuning of a PT2E target's own INT8 graph (quantize/_qat.py): LiteRT and ExecuTorch
+PT2E_QAT_OPTIONS = (
+    Option("qat_steps", "--qat-steps", "quantization-aware fine-tuning of the INT8 graph itself before conversion "
+           "(PT2E QAT distilling the float program; quantize/_qat.py): steps of one batch of crops of the calibration "
+           "spec's photos that are not validation photos; with no --float-scope the ladder then starts at the narrow "
+           "scope (no regions). 0: post-training quantization", Stage.QUANTIZE, default=0, type=int),
+    Option("qat_lr", "--qat-lr", "learning rate of --qat-steps (cosine-decayed)", Stage.QUANTIZE, default=1e-5,
+           type=float),
+)
 register(Target(
     "litert", "LiteRT (TFLite)", "litert", "Android and embedded Linux CPUs through XNNPACK (GPU/NPU delegates on "
     "device: not exercised here)", (".tflite",), (P.FP32, P.FP16, P.INT8), "lmliqa.runtimes.litert",
@@ -404,13 +413,7 @@ register(Target(
     requires={Stage.EXPORT: ("litert_torch", "ai_edge_litert"), Stage.QUANTIZE: ("litert_torch", "ai_edge_litert"),
               Stage.RUNTIME: ("ai_edge_litert",)},
     tools=("litert-torch", "ai-edge-litert", "torchao"), extra="android",
-    options=(Option("qat_steps", "--qat-steps", "quantization-aware fine-tuning of the INT8 graph itself before "
-                    "conversion (PT2E QAT distilling the float program; quantize/_qat.py): steps of one batch of "
-                    "crops of the calibration spec's photos that are not validation photos; with no --float-scope "
-                    "the ladder then starts at the narrow scope (no regions). 0: post-training quantization",
-                    Stage.QUANTIZE, default=0, type=int),
-             Option("qat_lr", "--qat-lr", "learning rate of --qat-steps (cosine-decayed)", Stage.QUANTIZE,
-                    default=1e-5, type=float)),
+    options=PT2E_QAT_OPTIONS,
 ))
 register(Target(
     "executorch", "ExecuTorch", "executorch", "Android, iOS and embedded CPUs through the XNNPACK delegate",
@@ -418,7 +421,7 @@ register(Target(
     "lmliqa.quantize.executorch",
     requires={Stage.EXPORT: ("executorch",), Stage.QUANTIZE: ("executorch", "torchao"),
               Stage.RUNTIME: ("executorch",)},
-    tools=("executorch", "torchao"), extra="android",
+    tools=("executorch", "torchao"), extra="android", options=PT2E_QAT_OPTIONS,
 ))
 register(Target(
     "web", "ONNX Runtime Web (browser)", "web", "web pages: the camera-check page and any site, in browsers with "

@@ -155,3 +155,22 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
               "loss_last": float(np.mean(losses[-window:])) if losses else None,
               "seconds": round(time.perf_counter() - t0, 1)}
     return convert_pt2e(prepared, fold_quantize=fold_quantize), example, record
+
+
+def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: int = 0,
+                   qat_lr: float = 1e-5) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any] | None]:
+    """The program at the parent's fixed batch, quantized by the PT2E quantizer MAKE_QUANTIZER(CONFIG) builds (its
+    float scope applied): post-training (calibrated on CTX's crops) or, with QAT_STEPS, fine-tuned through the same
+    quantizer's fake-quantized form first; returns (module, example input, QAT record or None). One path for every
+    PT2E target (LiteRT, ExecuTorch)."""
+    from ._pt2e import quantize_program
+
+    batch = int(ctx.parent.metadata["batch"])
+    if not qat_steps:
+        module, example = quantize_program(ctx.program, batch, make_quantizer(config), ctx.calib,
+                                           fold_quantize=fold_quantize)
+        return module, example, None
+    options = QATOptions(qat_steps, qat_lr)
+    batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=options.seed)
+    return qat_program(ctx.program, batch, make_quantizer(fake_quant_config(config)), ctx.calib, batches, options,
+                       fold_quantize=fold_quantize)

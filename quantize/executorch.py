@@ -9,13 +9,19 @@ import torch
 
 from lmliqa.export.executorch import lower
 
-from ._pt2e import count_kept, keep_float, quantize_program
+from ._pt2e import count_kept, keep_float
 
 PARENT = "executorch"
 
 
-def quantize(ctx):
-    """The lmliqa.targets stage: M_int8.pte."""
+# as LiteRT's: with --qat-steps and no --float-scope the ladder starts at the narrow scope (no regions)
+NARROW_FIRST_WITH = ("qat_steps",)
+
+
+def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
+    """The lmliqa.targets stage: M_int8.pte; with QAT_STEPS, the quantized graph is first fine-tuned
+    (quantize/_qat.py, the same recipe as LiteRT's) on the calibration spec's photos that are not validation
+    photos."""
     import torchao
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -23,15 +29,23 @@ def quantize(ctx):
     )
 
     from . import QuantOutput
+    from ._qat import pt2e_quantized
 
     batch = int(ctx.parent.metadata["batch"])
     keep = keep_float(ctx.scope, ctx.metadata, ctx.program)
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    quantizer.set_filter_function(lambda node: not keep(node))
-    module, example = quantize_program(ctx.program, batch, quantizer, ctx.calib)
+
+    def quantizer(cfg):
+        q = XNNPACKQuantizer().set_global(cfg)
+        q.set_filter_function(lambda node: not keep(node))
+        return q
+
+    module, example, qat = pt2e_quantized(ctx, get_symmetric_quantization_config(is_per_channel=True), quantizer,
+                                          True, qat_steps, qat_lr)
     info = {"tool": f"executorch XNNPACKQuantizer (torchao {torchao.__version__})",
             "activations": "int8 per-tensor affine", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}
+    if qat:
+        info["qat"] = qat
     path = ctx.path("{m}_int8.pte")
     ep = torch.export.export(module, (example,), strict=False)
     lower(ep, path, ctx.artifact_metadata(info), batch)
