@@ -40,7 +40,7 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
         return q
 
     module, example, qat = pt2e_quantized(ctx, get_symmetric_quantization_config(is_per_channel=True), quantizer,
-                                          True, qat_steps, qat_lr)
+                                          fold_quantize=True, qat_steps=qat_steps, qat_lr=qat_lr)
     info = {"tool": f"executorch XNNPACKQuantizer (torchao {torchao.__version__})",
             "activations": "int8 per-tensor affine", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}

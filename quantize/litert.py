@@ -41,7 +41,8 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
     info = {"tool": f"litert-torch PT2EQuantizer (torchao {torchao.__version__})", "activations": "int8 per-tensor "
             "symmetric (histogram observer)", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}
-    module, example, qat = pt2e_quantized(ctx, config, quantizer, False, qat_steps, qat_lr)
+    module, example, qat = pt2e_quantized(ctx, config, quantizer, fold_quantize=False, qat_steps=qat_steps,
+                                          qat_lr=qat_lr)
     if qat:
         info["qat"] = qat
     path = ctx.path("{m}_int8.tflite")
