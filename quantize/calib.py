@@ -88,11 +88,14 @@ def training_photos(spec: str, val: ImageSet) -> list[Path]:
     return [r.path for r in open_dataset(spec).records if str(r.path) not in held_out]
 
 
-def load_images(spec: str, contract: PreprocessContract, n: int | None = None) -> ImageSet:
-    """N images evenly spaced over SPEC (all of them when N is None), decoded with CONTRACT."""
+def load_images(spec: str, contract: PreprocessContract, n: int | None = None, first: int | None = None) -> ImageSet:
+    """N images evenly spaced over SPEC (all of them when N is None), or its FIRST images in its order (the parity
+    subset `lmliqa parity --limit` takes), decoded with CONTRACT."""
     from lmliqa.data import open_dataset
 
     ds = open_dataset(spec)
+    if first is not None:
+        return _load(ds, list(range(min(first, len(ds.records)))), contract)
     return _load(ds, list(range(len(ds.records))) if n is None else evenly(len(ds.records), n), contract)
 
 
