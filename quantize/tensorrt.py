@@ -147,36 +147,46 @@ def _attr(node, name: str, default=None):
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def _shift_exactly(ix: _Index, q) -> bool:
-    """Shift Q's tensor by -128 x scale (to_signed_int8); False, leaving it alone, where the graph is not
-    Conv -> Clip -> Q -> DQ -> Conv(s) with biases, or Q's parameters are shared."""
+def _shiftable(ix: _Index, q):
+    """(clip, producer conv, consumer convs) when Q's tensor is Conv -> Clip -> Q -> DQ(s) -> Conv(s), the convs with
+    bias initializers and the consumers with one explicit padding, and Q's scale and zero point (0) its own; else
+    None."""
     clip = ix.producer.get(q.input[0])
-    conv = ix.producer.get(clip.input[0]) if clip is not None else None
+    conv = ix.producer.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
+    if conv is None or conv.op_type != "Conv" or len(ix.consumers[clip.input[0]]) != 1:
+        return None
     dqs = ix.consumers.get(q.output[0], [])
     users = [u for d in dqs for u in ix.consumers.get(d.output[0], [])]
-    if not (clip is not None and clip.op_type == "Clip" and conv is not None and conv.op_type == "Conv"
-            and len(conv.input) == 3 and conv.input[2] in ix.inits and len(ix.consumers[clip.input[0]]) == 1
-            and len(ix.consumers[q.input[0]]) == 1 and dqs and all(d.op_type == "DequantizeLinear" for d in dqs)
-            and users and all(u.op_type == "Conv" and len(u.input) == 3 and u.input[2] in ix.inits for u in users)
-            and all(len(ix.consumers[q.input[i]]) == 1 + len(dqs) for i in (1, 2))
-            and all(not n or n in ix.inits for n in clip.input[1:]) and not ix.array(q.input[2]).any()
-            and all(_attr(u, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") for u in users)):
+    with_bias = [conv, *users]
+    if not (users and len(ix.consumers[q.input[0]]) == 1 and all(d.op_type == "DequantizeLinear" for d in dqs)
+            and all(c.op_type == "Conv" and len(c.input) == 3 and c.input[2] in ix.inits for c in with_bias)
+            and all(len(ix.consumers[q.input[i]]) == 1 + len(dqs) for i in (1, 2)) and not ix.array(q.input[2]).any()
+            and all(not n or n in ix.inits for n in clip.input[1:])
+            and all(_attr(u, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") for u in users)
+            and len({tuple(_attr(u, "pads", ())) for u in users}) == 1):
+        return None
+    return clip, conv, users
+
+
+def _shift_exactly(ix: _Index, q) -> bool:
+    """Shift Q's tensor by -128 x scale (to_signed_int8); False, leaving it alone, where _shiftable says no."""
+    found = _shiftable(ix, q)
+    if found is None:
         return False
-    pads = {tuple(_attr(u, "pads", ())) for u in users}
-    if len(pads) > 1:
-        return False
+    clip, conv, users = found
     c = 128.0 * float(ix.array(q.input[1]))
     ix.set_array(conv.input[2], (ix.array(conv.input[2]) - c).astype(np.float32))
-    bounds = [float(ix.array(n)) if n else bound for n, bound in zip([*clip.input[1:], "", ""][:2], (-np.inf, np.inf))]
+    names = [*clip.input[1:3], "", ""][:2]            # Clip's optional min and max ("" or absent: unbounded)
+    bounds = [float(ix.array(n)) if n else default for n, default in zip(names, (-np.inf, np.inf))]
     del clip.input[1:]
     clip.input.extend(ix.add(f"{clip.name}_{side}_shifted", np.array(b - c, np.float32))
                       for side, b in zip(("min", "max"), bounds))
     for u in users:
         bias = ix.array(u.input[2]).astype(np.float64) + c * _sum_per_output(ix.conv_weight(u))
         ix.set_array(u.input[2], bias.astype(np.float32))
-    (pad,) = pads
+    pad = list(_attr(users[0], "pads", ()))
     if any(pad):
-        _pad_before(ix, q, list(pad), -c, users)
+        _pad_before(ix, q, pad, -c, users)
     ix.set_array(q.input[2], np.zeros_like(ix.array(q.input[2]), dtype=np.int8))
     _forget_types(ix, {q.output[0], q.input[2]})
     return True
