@@ -87,7 +87,8 @@ def to_signed_int8(model, exact: bool = True) -> dict[str, int]:
     becomes an explicit Pad of the shifted value before the quantizer). Elsewhere, approximately: the same range at
     255/127 x the scale (one bit lost). On the suite's CI model the lossy form for all 36 quantizers moved INT8 from
     mean |d| 0.50 to 1.18 on the gate photos (benchmarks/tensorrt_qdq.py). EXACT=False: the lossy form for every
-    tensor (for that comparison). Returns both counts."""
+    tensor (for that comparison). Returns both counts. Not verified with TensorRT (none here): that its builder keeps
+    each DQ -> Conv pair an int8 conv with the float Pad before the Q (ONNX Runtime's numbers are real)."""
     index = _Index(model)
     shifted = sum(_shift_exactly(index, q) for q in index.unsigned_activation_quantizers()) if exact else 0
     return {"shifted": shifted, "rescaled": _rescale(model)}
