@@ -91,7 +91,7 @@ def to_signed_int8(model, exact: bool = True) -> dict[str, int]:
     each DQ -> Conv pair an int8 conv with the float Pad before the Q (ONNX Runtime's numbers are real)."""
     index = _Index(model)
     shifted = sum(_shift_exactly(index, q) for q in index.unsigned_activation_quantizers()) if exact else 0
-    return {"shifted": shifted, "rescaled": _rescale(model)}
+    return {"shifted": shifted, "rescaled": _rescale(index)}
 
 
 class _Index:
@@ -136,10 +136,9 @@ class _Index:
         w = self.array(dq.input[0]).astype(np.float64)
         shape = [1] * w.ndim
         shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
-        scale = np.reshape(self.array(dq.input[1]), shape if self.array(dq.input[1]).ndim else [])
-        zero = np.reshape(self.array(dq.input[2]), shape if self.array(dq.input[2]).ndim else []) \
-            if len(dq.input) > 2 else 0
-        return (w - zero) * scale
+        scale = self.array(dq.input[1])
+        zero = self.array(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), w.dtype)
+        return (w - zero.reshape(shape if zero.ndim else ())) * scale.reshape(shape if scale.ndim else ())
 
 
 def _attr(node, name: str, default=None):
@@ -150,8 +149,8 @@ def _attr(node, name: str, default=None):
 
 def _shiftable(ix: _Index, q):
     """(clip, producer conv, consumer convs) when Q's tensor is Conv -> Clip -> Q -> DQ(s) -> Conv(s), the convs with
-    bias initializers and the consumers with one explicit padding, and Q's scale and zero point (0) its own; else
-    None."""
+    bias initializers of their own and the consumers with one explicit padding, and Q's scale and zero point (0) its
+    own; else None."""
     clip = ix.producer.get(q.input[0])
     conv = ix.producer.get(clip.input[0]) if clip is not None and clip.op_type == "Clip" else None
     if conv is None or conv.op_type != "Conv" or len(ix.consumers[clip.input[0]]) != 1:
@@ -161,6 +160,7 @@ def _shiftable(ix: _Index, q):
     with_bias = [conv, *users]
     if not (users and len(ix.consumers[q.input[0]]) == 1 and all(d.op_type == "DequantizeLinear" for d in dqs)
             and all(c.op_type == "Conv" and len(c.input) == 3 and c.input[2] in ix.inits for c in with_bias)
+            and all(len(ix.consumers[c.input[2]]) == 1 for c in with_bias)
             and all(len(ix.consumers[q.input[i]]) == 1 + len(dqs) for i in (1, 2)) and not ix.array(q.input[2]).any()
             and all(not n or n in ix.inits for n in clip.input[1:])
             and all(_attr(u, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") for u in users)
@@ -223,21 +223,19 @@ def _forget_types(ix: _Index, names: set[str]) -> None:
         ix.graph.value_info.remove(vi)
 
 
-def _rescale(model) -> int:
+def _rescale(ix: _Index) -> int:
     """Rewrite the remaining uint8 Q/DQ with zero point 0 as int8 over the same range (scale x 255/127); returns
     how many tensors changed."""
-    from onnx import numpy_helper
+    import onnx
 
-    inits = {i.name: i for i in model.graph.initializer}
     done_zp, done_scale, q_outputs = set(), set(), set()
-    for node in model.graph.node:
+    for node in ix.graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
             continue
         zp_name, scale_name = node.input[2], node.input[1]
-        zp = inits.get(zp_name)
-        if zp is None:
+        if zp_name not in ix.inits:
             continue
-        z = numpy_helper.to_array(zp)
+        z = ix.array(zp_name)
         if z.dtype != np.uint8 and zp_name not in done_zp:
             continue
         if node.op_type == "QuantizeLinear":
@@ -245,15 +243,13 @@ def _rescale(model) -> int:
         if zp_name not in done_zp:
             if z.any():
                 raise ValueError(f"{zp_name}: asymmetric uint8 zero point; quantize with the PERFORMANCE preset")
-            zp.CopyFrom(numpy_helper.from_array(np.zeros_like(z, dtype=np.int8), zp_name))
+            ix.set_array(zp_name, np.zeros_like(z, dtype=np.int8))
             done_zp.add(zp_name)
         if scale_name not in done_scale:
-            s = numpy_helper.to_array(inits[scale_name])
-            inits[scale_name].CopyFrom(numpy_helper.from_array((s * (255.0 / 127.0)).astype(s.dtype), scale_name))
+            scale = ix.array(scale_name)
+            ix.set_array(scale_name, (scale * (255.0 / 127.0)).astype(scale.dtype))
             done_scale.add(scale_name)
-    import onnx
-
-    for vi in model.graph.value_info:  # the quantized tensors' and zero points' recorded element type follows
+    for vi in ix.graph.value_info:  # the quantized tensors' and zero points' recorded element type follows
         if vi.name in q_outputs or vi.name in done_zp:
             vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
     return len(done_zp)
