@@ -191,6 +191,48 @@ def _nncf_common(calib: ImageSet, model_type: str | None, smooth_quant_alpha: fl
     return kwargs
 
 
+class GraphIndex:
+    """Producers, consumers and initializers of an ONNX graph, for the Q/DQ rewrites (here and quantize/tensorrt.py).
+    Built once before a rewrite; nodes the rewrite inserts are not indexed."""
+
+    def __init__(self, model) -> None:
+        self.graph = model.graph
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.producer = {o: n for n in model.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def array(self, name: str):
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(self.inits[name])
+
+    def set_array(self, name: str, value) -> None:
+        from onnx import numpy_helper
+
+        self.inits[name].CopyFrom(numpy_helper.from_array(value, name))
+
+    def add(self, name: str, value) -> str:
+        from onnx import numpy_helper
+
+        self.graph.initializer.append(numpy_helper.from_array(value, name))
+        self.inits[name] = self.graph.initializer[-1]
+        return name
+
+    def forget_types(self, names: set[str]) -> None:
+        """Drop recorded value_info of NAMES (their element type or shape changed; ONNX Runtime infers them again)."""
+        for vi in [v for v in self.graph.value_info if v.name in names]:
+            self.graph.value_info.remove(vi)
+
+    def drop_unused_initializers(self) -> None:
+        used = {name for node in self.graph.node for name in node.input}
+        for init in [i for i in self.graph.initializer if i.name not in used]:
+            self.graph.initializer.remove(init)
+            self.inits.pop(init.name, None)
+
+
 def unsigned_activations(model) -> int:
     """Rewrite MODEL's int8 activation Q/DQ pairs as uint8 with the zero point moved by 128 (the same real values,
     so the same scores); returns how many. ONNX Runtime's CPU QLinearConv takes one activation type on both sides
@@ -199,33 +241,24 @@ def unsigned_activations(model) -> int:
     initializers) keep int8."""
     import numpy as np
     import onnx
-    from onnx import numpy_helper
 
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    types = {vi.name: vi for vi in graph.value_info}
+    ix = GraphIndex(model)
     n = 0
-    for q in list(graph.node):
-        if q.op_type != "QuantizeLinear" or q.input[0] in inits or len(q.input) < 3 or q.input[2] not in inits:
+    for q in list(ix.graph.node):
+        if q.op_type != "QuantizeLinear" or q.input[0] in ix.inits or len(q.input) < 3 or q.input[2] not in ix.inits:
             continue
-        zero = numpy_helper.to_array(inits[q.input[2]])
-        users = consumers.get(q.output[0], [])
+        zero = ix.array(q.input[2])
+        users = ix.consumers.get(q.output[0], [])
         if zero.dtype != np.int8 or not users or any(u.op_type != "DequantizeLinear" for u in users):
             continue
-        moved = numpy_helper.from_array((zero.astype(np.int16) + 128).astype(np.uint8), f"{q.input[2]}_uint8")
-        graph.initializer.append(moved)
+        moved = ix.add(f"{q.input[2]}_uint8", (zero.astype(np.int16) + 128).astype(np.uint8))
         for node in (q, *users):
-            node.input[2] = moved.name
-        if q.output[0] in types:
-            types[q.output[0]].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+            node.input[2] = moved
+        for vi in ix.graph.value_info:
+            if vi.name == q.output[0]:
+                vi.type.tensor_type.elem_type = onnx.TensorProto.UINT8
         n += 1
-    used = {name for node in graph.node for name in node.input}
-    for init in [i for i in graph.initializer if i.name not in used]:
-        graph.initializer.remove(init)
+    ix.drop_unused_initializers()
     return n
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from lmliqa.scope import FloatScope
 
 from .calib import ImageSet
+from .onnx import GraphIndex
 
 PARENT = "onnx"
 
@@ -89,56 +90,28 @@ def to_signed_int8(model, exact: bool = True) -> dict[str, int]:
     mean |d| 0.50 to 1.18 on the gate photos (benchmarks/tensorrt_qdq.py). EXACT=False: the lossy form for every
     tensor (for that comparison). Returns both counts. Not verified with TensorRT (none here): that its builder keeps
     each DQ -> Conv pair an int8 conv with the float Pad before the Q (ONNX Runtime's numbers are real)."""
-    index = _Index(model)
-    shifted = sum(_shift_exactly(index, q) for q in index.unsigned_activation_quantizers()) if exact else 0
+    index = GraphIndex(model)
+    shifted = sum(_shift_exactly(index, q) for q in _unsigned_activation_quantizers(index)) if exact else 0
     return {"shifted": shifted, "rescaled": _rescale(index)}
 
 
-class _Index:
-    """Producers, consumers and initializers of an ONNX graph, for the rewrites below."""
+def _unsigned_activation_quantizers(ix: GraphIndex) -> list:
+    return [n for n in ix.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in ix.inits
+            and len(n.input) > 2 and n.input[2] in ix.inits and ix.array(n.input[2]).dtype == np.uint8]
 
-    def __init__(self, model) -> None:
-        self.graph = model.graph
-        self.inits = {i.name: i for i in model.graph.initializer}
-        self.producer = {o: n for n in model.graph.node for o in n.output}
-        self.consumers: dict[str, list] = {}
-        for node in model.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
 
-    def array(self, name: str) -> np.ndarray:
-        from onnx import numpy_helper
-
-        return numpy_helper.to_array(self.inits[name])
-
-    def set_array(self, name: str, value: np.ndarray) -> None:
-        from onnx import numpy_helper
-
-        self.inits[name].CopyFrom(numpy_helper.from_array(value, name))
-
-    def add(self, name: str, value: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        self.graph.initializer.append(numpy_helper.from_array(value, name))
-        self.inits[name] = self.graph.initializer[-1]
-        return name
-
-    def unsigned_activation_quantizers(self) -> list:
-        return [n for n in self.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in self.inits
-                and len(n.input) > 2 and n.input[2] in self.inits and self.array(n.input[2]).dtype == np.uint8]
-
-    def conv_weight(self, conv) -> np.ndarray:
-        """CONV's weights as it computes with them (dequantized when they come through a DequantizeLinear)."""
-        name = conv.input[1]
-        if name in self.inits:
-            return self.array(name).astype(np.float64)
-        dq = self.producer[name]
-        w = self.array(dq.input[0]).astype(np.float64)
-        shape = [1] * w.ndim
-        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
-        scale = self.array(dq.input[1])
-        zero = self.array(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), w.dtype)
-        return (w - zero.reshape(shape if zero.ndim else ())) * scale.reshape(shape if scale.ndim else ())
+def _conv_weight(ix: GraphIndex, conv) -> np.ndarray:
+    """CONV's weights as it computes with them (dequantized when they come through a DequantizeLinear)."""
+    name = conv.input[1]
+    if name in ix.inits:
+        return ix.array(name).astype(np.float64)
+    dq = ix.producer[name]
+    w = ix.array(dq.input[0]).astype(np.float64)
+    shape = [1] * w.ndim
+    shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
+    scale = ix.array(dq.input[1])
+    zero = ix.array(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), w.dtype)
+    return (w - zero.reshape(shape if zero.ndim else ())) * scale.reshape(shape if scale.ndim else ())
 
 
 def _attr(node, name: str, default=None):
@@ -147,7 +120,7 @@ def _attr(node, name: str, default=None):
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def _shiftable(ix: _Index, q):
+def _shiftable(ix: GraphIndex, q):
     """(clip, producer conv, consumer convs) when Q's tensor is Conv -> Clip -> Q -> DQ(s) -> Conv(s), the convs with
     bias initializers of their own and the consumers with one explicit padding, and Q's scale and zero point (0) its
     own; else None."""
@@ -169,7 +142,7 @@ def _shiftable(ix: _Index, q):
     return clip, conv, users
 
 
-def _shift_exactly(ix: _Index, q) -> bool:
+def _shift_exactly(ix: GraphIndex, q) -> bool:
     """Shift Q's tensor by -128 x scale (to_signed_int8); False, leaving it alone, where _shiftable says no."""
     found = _shiftable(ix, q)
     if found is None:
@@ -183,13 +156,13 @@ def _shift_exactly(ix: _Index, q) -> bool:
     clip.input.extend(ix.add(f"{clip.name}_{side}_shifted", np.array(b - c, np.float32))
                       for side, b in zip(("min", "max"), bounds))
     for u in users:
-        bias = ix.array(u.input[2]).astype(np.float64) + c * _sum_per_output(ix.conv_weight(u))
+        bias = ix.array(u.input[2]).astype(np.float64) + c * _sum_per_output(_conv_weight(ix, u))
         ix.set_array(u.input[2], bias.astype(np.float32))
     pad = list(_attr(users[0], "pads", ()))
     if any(pad):
         _pad_before(ix, q, pad, -c, users)
     ix.set_array(q.input[2], np.zeros_like(ix.array(q.input[2]), dtype=np.int8))
-    _forget_types(ix, {q.output[0], q.input[2]})
+    ix.forget_types({q.output[0], q.input[2]})
     return True
 
 
@@ -198,7 +171,7 @@ def _sum_per_output(w: np.ndarray) -> np.ndarray:
     return w.sum(axis=tuple(range(1, w.ndim)))
 
 
-def _pad_before(ix: _Index, q, pads: list[int], value: float, users) -> None:
+def _pad_before(ix: GraphIndex, q, pads: list[int], value: float, users) -> None:
     """Move USERS' zero padding in front of Q as a Pad of VALUE (the shifted tensor's zero)."""
     from onnx import helper
 
@@ -214,16 +187,10 @@ def _pad_before(ix: _Index, q, pads: list[int], value: float, users) -> None:
         for a in u.attribute:
             if a.name == "pads":
                 a.ints[:] = [0] * len(pads)
-    _forget_types(ix, changed)
+    ix.forget_types(changed)
 
 
-def _forget_types(ix: _Index, names: set[str]) -> None:
-    """Drop recorded value_info of NAMES (their element type or shape changed; ONNX Runtime infers them again)."""
-    for vi in [v for v in ix.graph.value_info if v.name in names]:
-        ix.graph.value_info.remove(vi)
-
-
-def _rescale(ix: _Index) -> int:
+def _rescale(ix: GraphIndex) -> int:
     """Rewrite the remaining uint8 Q/DQ with zero point 0 as int8 over the same range (scale x 255/127); returns
     how many tensors changed."""
     import onnx
