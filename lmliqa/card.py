@@ -331,6 +331,12 @@ def _speed_vs_fidelity(path: Path, body: dict[str, Any], parity, bench: dict[str
     plt.close(fig)
 
 
+def _validation(body: dict[str, Any]) -> str:
+    """The quantizers' validation photos (the float-scope ladder's gate), for manifests that record them."""
+    val = body["data"].get("validation")
+    return f"; quantizers validated on `{val['spec']}`, {val['n_images']} other photos" if val else ""
+
+
 def write_report(out: Path, body: dict[str, Any], parity, bench: dict[str, Any], quant) -> Path:
     """report.md and its plots: every row's scores against torch, the |d| distributions, speed against fidelity."""
     import matplotlib
@@ -347,7 +353,8 @@ def write_report(out: Path, body: dict[str, Any], parity, bench: dict[str, Any],
     if body["data"]["allow_overlap"]:
         lines += ["**Evaluated with --allow-overlap: the evaluation photos may include training photos.**", ""]
     lines += [f"Evaluation: `{body['data']['evaluation']['spec']}`, {parity.n_images} photos; calibration: "
-              f"`{body['data']['calibration']['spec']}`, {body['data']['calibration']['n_images']} photos; quantized "
+              f"`{body['data']['calibration']['spec']}`, {body['data']['calibration']['n_images']} photos"
+              f"{_validation(body)}; quantized "
               f"with float scope `{quant.scope}`{_widened(quant)}.", "",
               "## Scores against torch FP32", "", "![scatter](report/scatter.png)", "",
               "## |d| per photo", "", "![abs diff](report/abs_diff.png)", "",

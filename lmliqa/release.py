@@ -79,7 +79,10 @@ class ReleaseConfig:
     cross: tuple[Path, ...] = ()     # cross-dataset tables (lmliqa eval --cross --out) for the card, merged
     n_calib: int = 32
     scope: str | None = None         # --float-scope for every quantizer (None: each target's own ladder)
-    n_val: int = 96                  # quantize's validation images (from --eval)
+    n_val: int = 96                  # quantize's validation images (the float-scope ladder's gate)
+    # where they come from: None, other photos of --calib (as `lmliqa quantize`), so that no evaluation photo steers
+    # the quantizers; evaluation photos they saw are left out of evaluation (same spec) or refused (check_data)
+    val: str | None = None
     eval_limit: int | None = None
     bench_batches: tuple[int, ...] = (1, 8)   # () leaves the speed out (the card says it was not timed)
     bench_iters: int = 3
@@ -149,30 +152,52 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, PhotoSet]:
         raise ReleaseError(f"{exc} (or pass --allow-overlap)") from None
 
 
-def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The evaluation photos: disjoint from the calibration photos (always) and from the training photos (unless
-    --allow-overlap), by content hash. Returns the manifest's data record and the evaluation paths left out: calibration
-    photos (when --calib and --eval name the same set) and those outside the data set's published test split."""
+def _quantizer_photos(cfg: ReleaseConfig, calib_ds) -> tuple[dict[str, str], dict[str, str]]:
+    """(calibration, validation) photos of the quantize stage, path -> content hash, chosen as
+    lmliqa.quantize.calib.build_sets chooses them."""
     from lmliqa.quantize.calib import evenly
 
+    from .data import open_dataset
+
+    calib_idx = evenly(len(calib_ds.records), cfg.n_calib)
+    calib_h = _hashes([calib_ds.records[i].path for i in calib_idx])
+    if cfg.val in (None, cfg.calib):
+        val_paths = [calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_val, set(calib_idx))]
+    else:
+        val_ds = open_dataset(cfg.val)
+        val_paths = [val_ds.records[i].path for i in evenly(len(val_ds.records), cfg.n_val)]
+    return calib_h, _hashes(val_paths)
+
+
+def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The evaluation photos: disjoint from the photos the quantizers saw (calibration and validation photos, and with
+    --qat-steps every --calib photo: always) and from the training photos (unless --allow-overlap), by content hash.
+    Returns the manifest's data record and the evaluation paths left out: the quantizers' photos (when --eval names
+    the same set as --calib or --val) and those outside the data set's published test split."""
     from .data import PhotoSet, evaluation_indices, open_dataset
 
     calib_ds, eval_ds = open_dataset(cfg.calib), open_dataset(cfg.eval)
-    calib_h = _hashes([calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_calib)])
+    calib_h, val_h = _quantizer_photos(cfg, calib_ds)
     held, which = evaluation_indices(eval_ds)          # a published test split, when the data set has one
     outside = sorted(set(range(len(eval_ds))) - set(held))
     eval_h = _hashes([eval_ds.records[i].path for i in held])
-    calib_set = set(calib_h.values())
-    skip = [p for p, h in eval_h.items() if h in calib_set]
-    if skip and cfg.calib != cfg.eval:
-        raise ReleaseError(f"{len(skip)} evaluation photos of {cfg.eval} are calibration photos of {cfg.calib} (same "
-                           f"content), e.g. {skip[0]}: evaluate on photos the quantizers never saw")
-    evaluated = {p: h for p, h in eval_h.items() if h not in calib_set}
+    seen = set(calib_h.values()) | set(val_h.values())
+    skip = [p for p, h in eval_h.items() if h in seen]
+    if skip and cfg.eval not in (cfg.calib, cfg.val):
+        raise ReleaseError(f"{len(skip)} evaluation photos of {cfg.eval} are calibration or validation photos of the "
+                           f"quantizers ({cfg.calib}, {cfg.val or 'other photos of it'}; same content), e.g. "
+                           f"{skip[0]}: evaluate on photos the quantizers never saw")
+    evaluated = {p: h for p, h in eval_h.items() if h not in seen}
+    if cfg.quantize_options.get("qat_steps"):          # QAT fine-tunes on every --calib photo that is not validation
+        tuned = set(_hashes([r.path for r in calib_ds.records]).values()) - set(val_h.values())
+        if tuned & set(evaluated.values()):
+            raise ReleaseError(f"--qat-steps fine-tunes on the photos of {cfg.calib}, and {cfg.eval} holds some of "
+                               "them: evaluate on photos the quantizers never saw")
     if cfg.eval_limit:
         evaluated = dict(list(evaluated.items())[:cfg.eval_limit])
     if len(evaluated) < 10:
-        raise ReleaseError(f"{cfg.eval}: {len(evaluated)} evaluation photos left after the calibration photos; "
-                           "need at least 10")
+        raise ReleaseError(f"{cfg.eval}: {len(evaluated)} evaluation photos left after the quantizers' calibration "
+                           "and validation photos; need at least 10")
     train_spec, train_set = training_hashes(ckpt_meta) if not cfg.allow_overlap else (None, PhotoSet())
     overlap = sorted(p for p, h in evaluated.items() if h in train_set)
     extra = ckpt_meta.get("extra", {})
@@ -183,8 +208,9 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                            "the report then say so in bold)")
     return {
         "calibration": {"spec": cfg.calib, "n_images": len(calib_h), "sha256": _set_hash(calib_h.values())},
+        "validation": {"spec": cfg.val or cfg.calib, "n_images": len(val_h), "sha256": _set_hash(val_h.values())},
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
-                       "sha256": _set_hash(evaluated.values()), "left_out_as_calibration": len(skip)},
+                       "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
         "training": {"spec": extra.get("dataset"), "split": extra.get("split"), "n_images": len(train_set) or None,
                      "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},
@@ -235,12 +261,12 @@ class Quantize:
 
     def describe(self, r: Release) -> str:
         return (f"{', '.join(t.name for t in self.quantizable(r))}, calibrated on {r.cfg.calib}, validated on "
-                f"{r.cfg.eval}")
+                f"{r.cfg.val or 'other photos of it'}")
 
     def run(self, r: Release) -> str:
         from lmliqa.quantize import quantize_models
 
-        r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.eval, scope=r.cfg.scope,
+        r.quant = quantize_models(r.out, self.quantizable(r), calib=r.cfg.calib, val=r.cfg.val, scope=r.cfg.scope,
                                   n_calib=r.cfg.n_calib, n_val=r.cfg.n_val, **_given(r.cfg.quantize_options))
         shutil.move(str(r.out / "quantization.json"), r.evidence / "quantization.json")
         r.failures += failures(r.quant.results)

@@ -131,14 +131,28 @@ def test_keep_builds_only_the_targets_it_names_and_refuses_one_not_built(tmp_pat
     assert not (tmp_path / "r").exists()
 
 
-def test_calibration_photos_are_left_out_of_evaluation(livec_run, livec_eval_dir):
+def test_quantizer_photos_are_left_out_of_evaluation(livec_run, livec_train_dir, livec_eval_dir):
+    """The photos the quantizers saw (calibration, and validation: the float-scope ladder's gate; with QAT every
+    --calib photo) are never evaluation photos: left out when --eval names the same set, refused with QAT."""
     from lmliqa.models.checkpoint import read_metadata
     from lmliqa.release import ReleaseConfig, check_data
 
     ckpt = livec_run[0] / "final.safetensors"
-    spec = f"folder:{livec_eval_dir}"
-    rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8), read_metadata(ckpt))
-    assert rec["evaluation"]["n_images"] == 32 and len(skip) == 8
+    meta = read_metadata(ckpt)
+    spec, train = f"folder:{livec_eval_dir}", f"folder:{livec_train_dir}"
+    rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8, n_val=8), meta)
+    assert rec["evaluation"]["n_images"] == 24 and len(skip) == 16          # 40 - 8 calibration - 8 validation
+    assert rec["validation"] == {"spec": spec, "n_images": 8, "sha256": rec["validation"]["sha256"]}
+    rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8, n_val=8, val=train), meta)
+    assert rec["evaluation"]["n_images"] == 32 and len(skip) == 8           # validated on other photos
+    rec, skip = check_data(ReleaseConfig(ckpt, train, spec, Path("unused"), [], n_calib=8, n_val=8, val=spec), meta)
+    assert rec["evaluation"]["n_images"] == 32 and len(skip) == 8           # --val names the evaluation set
+    with pytest.raises(ReleaseError, match="--qat-steps fine-tunes on the photos of"):
+        check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8, n_val=8,
+                                 quantize_options={"qat_steps": 10}), meta)
+    rec, _ = check_data(ReleaseConfig(ckpt, train, spec, Path("unused"), [], n_calib=8, n_val=8,
+                                      quantize_options={"qat_steps": 10}), meta)
+    assert rec["evaluation"]["n_images"] == 40                              # QAT on other photos: all evaluated
 
 
 def test_a_failing_gate_writes_no_release(livec_run, livec_train_dir, livec_eval_dir, tmp_path, monkeypatch):

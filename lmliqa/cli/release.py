@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--eval", required=True, help="data spec of the evaluation photos: never trained on (checked by "
                                                  "content hash); when it equals --calib, the calibration photos are "
                                                  "left out of it")
+    p.add_argument("--val", help="data spec of the quantizers' validation photos, the float-scope ladder's gate "
+                                 "(default: other photos of --calib, so that no evaluation photo steers them); "
+                                 "evaluation photos among them are left out of evaluation")
+    p.add_argument("--val-images", type=int, default=96, help="validation photos, disjoint from calibration")
     p.add_argument("--out", required=True, help="a new (or empty) folder")
     add_targets_flag(p, Stage.EXPORT, old=None)
     p.add_argument("--name", help="release name (default: PRESET-<checkpoint sha256[:8]>)")
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                         chosen_targets(args, Stage.EXPORT), name=args.name, keep=Keep.parse(args.keep),
                         include_checkpoint=args.include_checkpoint, allow_overlap=args.allow_overlap,
                         cv=Path(args.cv) if args.cv else None, cross=tuple(Path(c) for c in args.cross),
-                        n_calib=args.calib_images, scope=args.float_scope, eval_limit=args.eval_limit,
+                        n_calib=args.calib_images, val=args.val, n_val=args.val_images, scope=args.float_scope,
+                        eval_limit=args.eval_limit,
                         bench_batches=tuple(int(b) for b in args.bench_batch.split(",")), threads=args.threads,
                         platforms=tuple(p.strip() for p in args.platforms.split(",") if p.strip()),
                         emulated_limit=args.emulated_limit, export_options=target_options(args, Stage.EXPORT),
