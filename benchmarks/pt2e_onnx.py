@@ -1,0 +1,118 @@
+"""Could the ONNX INT8 file come from the PT2E graph that LiteRT's quantization-aware training fine-tunes (issue 25:
+every shipped INT8 artifact with an empty float scope, while ONNX's own quantizer, NNCF, has no QAT path here)?
+
+    python benchmarks/pt2e_onnx.py --checkpoint default --calib folder:../shared/data/livec-dev \
+        --out benchmarks/results/DATE-pt2e-onnx.json
+
+Exports CHECKPOINT's FP32 ONNX and torch.export program, then makes three INT8 ONNX files of it: the ONNX target's
+NNCF recipe (per-tensor uint8 activations, its narrow float scope), and the program quantized post-training by
+LiteRT's PT2E quantizer (int8 per-tensor activations, per-channel weights, empty float scope; the graph QAT would
+train) and exported with torch.onnx (dynamo), as exported (int8 activations) and with its activations moved to uint8
+(quantize/onnx.py unsigned_activations: the same values, ONNX Runtime's x86 u8s8 kernels). For each: the node types
+ONNX Runtime builds, the time per photo (all files and the FP32 model round-robin in one loop) and the fidelity to the
+torch program on validation photos with the INT8 gate. Post-training only: QAT changes the weights, not the graph, so
+the timing holds for a QAT graph; its fidelity is what the QAT result files measure on LiteRT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from onnx_int8 import graph_ops, time_round_robin
+
+from lmliqa.provenance import provenance
+
+
+def pt2e_onnx(program, batch: int, calib, dst: Path) -> dict:
+    """PROGRAM quantized post-training by LiteRT's PT2E quantizer (empty float scope) at BATCH, calibrated on CALIB,
+    exported to DST with torch.onnx (dynamo)."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    from lmliqa.quantize._pt2e import quantize_program
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    module, example = quantize_program(program, batch, quantizer, calib, fold_quantize=True)
+    torch.onnx.export(torch.export.export(module, (example,)), (example,), dynamo=True, optimize=True).save(str(dst))
+    return {"tool": "litert-torch PT2EQuantizer -> torch.onnx.export(dynamo=True)", "scope": []}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="default")
+    ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
+    ap.add_argument("--val", default=None, help="validation photos (default: CALIB's photos not calibrated on)")
+    ap.add_argument("--n-calib", type=int, default=32)
+    ap.add_argument("--n-val", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    record = {"provenance": provenance(), **{k: v for k, v in vars(args).items() if k != "out"}}
+
+    import onnx
+    import onnxruntime as ort
+
+    from lmliqa.contract import PreprocessContract
+    from lmliqa.default_model import default_artifact
+    from lmliqa.export import export_checkpoint
+    from lmliqa.export._graph import load_program, program_runner
+    from lmliqa.fidelity import QUANTIZED, compare
+    from lmliqa.quantize.calib import build_sets, image_scores
+    from lmliqa.quantize.onnx import quantize_nncf_onnx, unsigned_activations
+    from lmliqa.runtimes.onnxruntime import read_metadata
+    from lmliqa.scope import FloatScope
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        export_checkpoint(default_artifact("torch") if args.checkpoint == "default" else Path(args.checkpoint),
+                          ["onnx"], tmp)
+        fp32 = tmp / "mobile.onnx"
+        meta = read_metadata(fp32)
+        program, _ = load_program(next(tmp.glob("*.pt2")))
+        contract = PreprocessContract.from_dict(meta["contract"])
+        calib, val = build_sets(args.calib, contract, args.n_calib, args.n_val, args.val)
+        reference = image_scores(program_runner(program), val, contract)
+        batch = int(len(val.crops[0]))
+        paths = {"FP32": fp32, "NNCF recipe (uint8, narrow scope; shipped form)": tmp / "nncf.onnx",
+                 "PT2E -> ONNX, int8 activations, empty scope": tmp / "pt2e.onnx",
+                 "PT2E -> ONNX, uint8 activations, empty scope": tmp / "pt2e_u8.onnx"}
+        names = list(paths)
+        info = {"FP32": {}, names[1]: quantize_nncf_onnx(fp32, paths[names[1]], calib,
+                                                           FloatScope(tuple(meta["float_scopes"]["narrow"])), meta,
+                                                           None, per_tensor_activations=True, unsigned=True),
+                names[2]: pt2e_onnx(program, batch, calib, paths[names[2]])}
+        model = onnx.load(str(paths[names[2]]))
+        info[names[3]] = {**info[names[2]], "moved_to_uint8": unsigned_activations(model)}
+        onnx.save(model, str(paths[names[3]]))
+        rows = {}
+        for name, path in paths.items():
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = args.threads
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            scores = image_scores(lambda c, s=sess: s.run(None, {s.get_inputs()[0].name: c})[0], val, contract)
+            fid = compare(reference, scores, val.mos, val.file_names)
+            rows[name] = {"quantization": info[name], "ops": graph_ops(path, tmp),
+                          "fidelity": {"mean_abs": fid.mean_abs, "max_abs": fid.max_abs, "srcc_vs_ref": fid.srcc_vs_ref,
+                                       "srcc_vs_mos": fid.srcc_vs_mos, "srcc_vs_mos_ref": fid.srcc_vs_mos_ref},
+                          "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
+            print(f"{name}: {rows[name]['ops']}, mean |d| {fid.mean_abs:.3f}", flush=True)
+        crops = val.crops[0].astype(np.float32)
+        t0 = time.perf_counter()
+        timing = time_round_robin(paths, crops, args.threads, args.reps)
+        record["timing_s"] = round(time.perf_counter() - t0, 1)
+    for name, row in rows.items():
+        row.update(timing[name], vs_fp32=round(timing[name]["p50_ms"] / timing["FP32"]["p50_ms"], 3))
+        print(f"{row['p50_ms']:7.1f} ms  {row['vs_fp32']:.2f}x FP32  {name}")
+    record.update(photo_crops=int(len(crops)), rows=rows)
+    Path(args.out).write_text(json.dumps(record, indent=2, default=str))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
