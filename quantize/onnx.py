@@ -251,7 +251,9 @@ def unsigned_activations(model) -> int:
         users = ix.consumers.get(q.output[0], [])
         if zero.dtype != np.int8 or not users or any(u.op_type != "DequantizeLinear" for u in users):
             continue
-        moved = ix.add(f"{q.input[2]}_uint8", (zero.astype(np.int16) + 128).astype(np.uint8))
+        moved = f"{q.input[2]}_uint8"                  # once per zero point (torch.onnx shares them among Qs)
+        if moved not in ix.inits:
+            ix.add(moved, (zero.astype(np.int16) + 128).astype(np.uint8))
         for node in (q, *users):
             node.input[2] = moved
         for vi in ix.graph.value_info:

@@ -110,8 +110,10 @@ def test_onnx_runtime_runs_every_quantized_conv_as_an_integer_conv(quantized, li
     assert zero_points and set(zero_points) == {"uint8"}
 
 
-def test_unsigned_activations_keeps_every_value(tmp_path):
-    """Moving an int8 activation quantizer to uint8 (zero point + 128) changes no output: same scores, bit for bit."""
+@pytest.mark.parametrize("shared_zero", [False, True], ids=["own zero points", "one shared zero point"])
+def test_unsigned_activations_keeps_every_value(tmp_path, shared_zero):
+    """Moving an int8 activation quantizer to uint8 (zero point + 128) changes no output: same scores, bit for bit;
+    a zero point several quantizers share (torch.onnx's export) becomes one uint8 initializer."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -128,8 +130,8 @@ def test_unsigned_activations_keeps_every_value(tmp_path):
              helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
              helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=0),
              helper.make_node("Conv", ["xd", "wd"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]),
-             helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["y"])]
+             helper.make_node("QuantizeLinear", ["c", "ys", "xz" if shared_zero else "yz"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "ys", "xz" if shared_zero else "yz"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8, 8])], init)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
@@ -147,6 +149,8 @@ def test_unsigned_activations_keeps_every_value(tmp_path):
     zps = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     assert {zps[n.input[2]].dtype.name for n in model.graph.node if n.input[0] in ("x", "xq", "c", "cq")} == {"uint8"}
     assert zps[nodes[2].input[2]].dtype.name == "int8"                 # the weight quantizer is left alone
+    names = [i.name for i in model.graph.initializer]
+    assert len(names) == len(set(names)) and len(names) == 7 - shared_zero
     np.testing.assert_array_equal(run(model), before)
 
 
