@@ -405,6 +405,8 @@ PT2E_QAT_OPTIONS = (
            "scope (no regions). 0: post-training quantization", Stage.QUANTIZE, default=0, type=int),
     Option("qat_lr", "--qat-lr", "learning rate of --qat-steps (cosine-decayed)", Stage.QUANTIZE, default=1e-5,
            type=float),
+    Option("qat_device", "--qat-device", "where --qat-steps trains: auto (CUDA when visible, else CPU), cpu, cuda, "
+           "cuda:N; conversion and lowering stay on the CPU", Stage.QUANTIZE, default="auto", type=str),
 )
 register(Target(
     "litert", "LiteRT (TFLite)", "litert", "Android and embedded Linux CPUs through XNNPACK (GPU/NPU delegates on "

@@ -38,6 +38,26 @@ class QATOptions:
     steps: int                        # optimizer steps of one fixed-size batch of crops each
     lr: float = 1e-5
     seed: int = 0
+    device: str = "auto"              # where it trains: auto (CUDA when visible), cpu, cuda, cuda:N
+
+    def torch_device(self) -> torch.device:
+        from lmliqa.errors import ConfigError
+
+        kind = ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        if kind.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"--qat-device {self.device} asked for, but no CUDA device is visible")
+        return torch.device(kind)
+
+
+def on_device(module: torch.fx.GraphModule, device: torch.device) -> torch.fx.GraphModule:
+    """MODULE (an exported or PT2E-prepared graph) with its parameters, buffers (the fake quantizers' too) and the
+    tensors its graph creates (ops with a device argument, which torch.export records as the export's device) on
+    DEVICE."""
+    for node in module.graph.nodes:
+        if "device" in node.kwargs:
+            node.update_kwarg("device", device)
+    module.recompile()
+    return module.to(device)
 
 
 def fake_quant_config(config):
@@ -91,18 +111,19 @@ class PhotoBatches:
         return torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))
 
 
-def calibrate_and_freeze(prepared, fakes: list, teacher, batches: list[torch.Tensor]) -> float:
-    """PREPARED's activation ranges observed on BATCHES as PTQ observes them (fake quantization off), then frozen
-    with fake quantization on; FAKES: its fake quantizers. Returns the spread (sd) of TEACHER's crop scores on
-    BATCHES, the scale of the distillation loss."""
+def calibrate_and_freeze(prepared, fakes: list, teacher, batches: list[torch.Tensor],
+                         device: torch.device | str = "cpu") -> float:
+    """PREPARED's activation ranges observed on BATCHES (moved to DEVICE) as PTQ observes them (fake quantization
+    off), then frozen with fake quantization on; FAKES: its fake quantizers. Returns the spread (sd) of TEACHER's crop
+    scores on BATCHES, the scale of the distillation loss."""
     from torchao.quantization.pt2e.observer import HistogramObserver
 
     for f in fakes:
         f.disable_fake_quant()
     with torch.no_grad():
-        spread = float(torch.cat([teacher(x) for x in batches]).std()) or 1.0
+        spread = float(torch.cat([teacher(x.to(device)) for x in batches]).std()) or 1.0
         for x in batches:
-            prepared(x)
+            prepared(x.to(device))
     for f in fakes:
         f.enable_fake_quant()
         if isinstance(f.activation_post_process, HistogramObserver):
@@ -123,20 +144,22 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
+    device = options.torch_device()
     ep, example = static_program(program, batch)
     teacher = ep.module()
     student = copy.deepcopy(teacher)
     _fuse_conv_bn_(student)
-    prepared = prepare_qat_pt2e(student, quantizer)
+    prepared = on_device(prepare_qat_pt2e(student, quantizer), device)
+    teacher = on_device(teacher, device)
     fakes = [m for m in prepared.modules() if isinstance(m, FakeQuantize)]
-    spread = calibrate_and_freeze(prepared, fakes, teacher, chunks(np.concatenate(calib.crops), batch))
+    spread = calibrate_and_freeze(prepared, fakes, teacher, chunks(np.concatenate(calib.crops), batch), device)
     params = [p.requires_grad_(True) for p in prepared.parameters()]
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))
-    losses = []
+    losses, t_train = [], time.perf_counter()
     # disable=None: a bar on a terminal only (a log file gets none)
     for _ in tqdm(range(options.steps), desc="QAT", unit="step", disable=None, dynamic_ncols=True):
-        x = next(batches)
+        x = next(batches).to(device, non_blocking=True)
         with torch.no_grad():
             target = teacher(x)
         loss = torch.mean(((prepared(x) - target) / spread) ** 2)
@@ -145,20 +168,23 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
         opt.step()
         sched.step()
         losses.append(loss.item())
+    t_train = time.perf_counter() - t_train                  # loss.item() synchronizes a GPU every step
+    prepared = on_device(prepared, torch.device("cpu"))       # converted and lowered on the CPU, as PTQ
     move_exported_model_to_eval(prepared)
     window = max(1, min(50, len(losses) // 4))
     record = {"recipe": "PT2E prepare_qat_pt2e on the target's quantizer graph, BatchNorm folded, activation ranges "
                         "calibrated then frozen, distilling the float program", "steps": options.steps,
-              "lr": options.lr, "seed": options.seed, "batch_crops": batch, "photos": len(batches.photos),
+              "lr": options.lr, "seed": options.seed, "device": str(device), "batch_crops": batch,
+              "photos": len(batches.photos),
               "photos_skipped": batches.skipped[:20], "n_fake_quantizers": len(fakes),
               "loss_first": float(np.mean(losses[:window])) if losses else None,
               "loss_last": float(np.mean(losses[-window:])) if losses else None,
-              "seconds": round(time.perf_counter() - t0, 1)}
+              "seconds": round(time.perf_counter() - t0, 1), "train_seconds": round(t_train, 1)}
     return convert_pt2e(prepared, fold_quantize=fold_quantize), example, record
 
 
-def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: int = 0,
-                   qat_lr: float = 1e-5) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any] | None]:
+def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: int = 0, qat_lr: float = 1e-5,
+                   qat_device: str = "auto") -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any] | None]:
     """The program at the parent's fixed batch, quantized by the PT2E quantizer MAKE_QUANTIZER(CONFIG) builds (its
     float scope applied): post-training (calibrated on CTX's crops) or, with QAT_STEPS, fine-tuned through the same
     quantizer's fake-quantized form first; returns (module, example input, QAT record or None). One path for every
@@ -170,7 +196,7 @@ def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: 
         module, example = quantize_program(ctx.program, batch, make_quantizer(config), ctx.calib,
                                            fold_quantize=fold_quantize)
         return module, example, None
-    options = QATOptions(qat_steps, qat_lr)
+    options = QATOptions(qat_steps, qat_lr, device=qat_device)
     batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=options.seed)
     return qat_program(ctx.program, batch, make_quantizer(fake_quant_config(config)), ctx.calib, batches, options,
                        fold_quantize=fold_quantize)

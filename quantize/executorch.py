@@ -18,7 +18,7 @@ PARENT = "executorch"
 NARROW_FIRST_WITH = ("qat_steps",)
 
 
-def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
+def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5, qat_device: str = "auto"):
     """The lmliqa.targets stage: M_int8.pte; with QAT_STEPS, the quantized graph is first fine-tuned
     (quantize/_qat.py, the same recipe as LiteRT's) on the calibration spec's photos that are not validation
     photos."""
@@ -40,7 +40,8 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
         return q
 
     module, example, qat = pt2e_quantized(ctx, get_symmetric_quantization_config(is_per_channel=True), quantizer,
-                                          fold_quantize=True, qat_steps=qat_steps, qat_lr=qat_lr)
+                                          fold_quantize=True, qat_steps=qat_steps, qat_lr=qat_lr,
+                                          qat_device=qat_device)
     info = {"tool": f"executorch XNNPACKQuantizer (torchao {torchao.__version__})",
             "activations": "int8 per-tensor affine", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}

@@ -22,7 +22,7 @@ PARENT = "litert"
 NARROW_FIRST_WITH = ("qat_steps",)
 
 
-def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
+def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5, qat_device: str = "auto"):
     """The lmliqa.targets stage: M_int8.tflite; with QAT_STEPS, the quantized graph is first fine-tuned
     (quantize/_qat.py) on the calibration spec's photos that are not validation photos."""
     import torchao
@@ -42,7 +42,7 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5):
             "symmetric (histogram observer)", "weights": "int8 per-channel symmetric",
             "n_ops_kept_float": count_kept(ctx.program, keep)}
     module, example, qat = pt2e_quantized(ctx, config, quantizer, fold_quantize=False, qat_steps=qat_steps,
-                                          qat_lr=qat_lr)
+                                          qat_lr=qat_lr, qat_device=qat_device)
     if qat:
         info["qat"] = qat
     path = ctx.path("{m}_int8.tflite")

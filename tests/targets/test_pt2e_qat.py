@@ -35,3 +35,73 @@ def test_qat_fine_tunes_the_int8_graph_and_brings_it_closer_to_the_float_model(t
     assert qat["steps"] == 120 and qat["photos"] == 160 and qat["photos_skipped"] == []
     assert qat["n_fake_quantizers"] > 50
     assert mean_abs[120] < 0.9 * mean_abs[0], mean_abs
+
+
+def test_on_device_moves_the_tensors_a_graph_creates():
+    """quantize/_qat.py on_device: an exported graph that creates a tensor (torch.export records the export's device
+    in the op) runs whole on the device it is moved to; the meta device stands in for CUDA here."""
+    import torch
+
+    from lmliqa.quantize._qat import on_device
+
+    class Offset(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.ones(x.shape[-1], device=x.device)
+
+    gm = torch.export.export(Offset(), (torch.zeros(2, 3),)).module()
+    meta = torch.zeros(2, 3, device="meta")
+    assert any(n.kwargs.get("device") == torch.device("cpu") for n in gm.graph.nodes)
+    out = on_device(gm, torch.device("meta"))(meta)
+    assert out.device.type == "meta" and out.shape == (2, 3)
+    assert torch.equal(on_device(gm, torch.device("cpu"))(torch.zeros(2, 3)), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_qat_program_trains_where_asked_and_converts_on_the_cpu(device):
+    """qat_program on a small conv network with torchao's XNNPACK quantizer (LiteRT's config fields): it trains on
+    DEVICE (CUDA when one is visible: the lent GPU machine runs this one), the distillation loss falls, and the
+    converted Q/DQ module runs on the CPU close to the float network."""
+    import types
+
+    import numpy as np
+    import torch
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    from lmliqa.quantize._qat import QATOptions, fake_quant_config, qat_program
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible here (the lent GPU machine runs this case)")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU6(),
+                              torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU6(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(0), torch.nn.Unflatten(0, (-1, 16)), torch.nn.Linear(16, 1),
+                              torch.nn.Flatten(0)).eval()
+    with torch.no_grad():
+        net[-2].weight.normal_(0, 2.0)                   # scores of a few units, as a quality head gives
+    program = torch.export.export(net, (torch.randn(4, 3, 32, 32),))
+    rng = np.random.default_rng(0)
+
+    def photos(n):                        # crops whose brightness and contrast differ, so the scores do
+        x = rng.normal(size=(n, 3, 32, 32)) * rng.uniform(0.3, 2.0, (n, 1, 1, 1)) + rng.uniform(-1, 1, (n, 3, 1, 1))
+        return x.astype(np.float32)
+
+    crops = [photos(4) for _ in range(8)]
+
+    class Batches:
+        photos, skipped = ["synthetic"] * 4, []
+
+        def __next__(self):
+            return torch.from_numpy(photos(4))
+
+    quantizer = XNNPACKQuantizer().set_global(
+        fake_quant_config(get_symmetric_quantization_config(is_per_channel=True, is_qat=True)))
+    module, example, record = qat_program(program, 4, quantizer, types.SimpleNamespace(crops=crops), Batches(),
+                                          QATOptions(steps=60, lr=1e-3, device=device))
+    assert record["device"].startswith(device) and record["steps"] == 60
+    assert record["loss_last"] < record["loss_first"], record
+    held_out = [torch.from_numpy(photos(4)) for _ in range(8)]
+    with torch.no_grad():
+        got, want = (torch.cat([m(x) for x in held_out]) for m in (module, net))
+    assert got.device.type == "cpu" and got.shape == (32,)
+    assert float(torch.corrcoef(torch.stack([got, want]))[0, 1]) > 0.95
+    assert float((got - want).abs().mean()) < 0.2 * float(want.std()), (got, want)
