@@ -52,10 +52,14 @@ class QATOptions:
 def on_device(module: torch.fx.GraphModule, device: torch.device) -> torch.fx.GraphModule:
     """MODULE (an exported or PT2E-prepared graph) with its parameters, buffers (the fake quantizers' too) and the
     tensors its graph creates (ops with a device argument, which torch.export records as the export's device) on
-    DEVICE."""
+    DEVICE. Off the CPU its views become reshapes: the CPU export chose aten.view where the CPU kernels' strides
+    allowed it, and CUDA kernels (attention) return other strides (measured on an H200: "view size is not compatible
+    with input tensor's size and stride"); reshape is the same values, copying only where a view cannot be taken."""
     for node in module.graph.nodes:
         if "device" in node.kwargs:
             node.update_kwarg("device", device)
+        if device.type != "cpu" and node.target is torch.ops.aten.view.default:
+            node.target = torch.ops.aten.reshape.default
     module.recompile()
     return module.to(device)
 
