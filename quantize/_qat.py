@@ -150,7 +150,9 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     torch.manual_seed(options.seed)
     device = options.torch_device()
     ep, example = static_program(program, batch)
-    teacher = ep.module()
+    # copies: the exported module shares its parameters with PROGRAM, which the caller keeps using on the CPU (moving
+    # it to CUDA in place moved the caller's network too, measured on an H200)
+    teacher = copy.deepcopy(ep.module())
     student = copy.deepcopy(teacher)
     _fuse_conv_bn_(student)
     prepared = on_device(prepare_qat_pt2e(student, quantizer), device)

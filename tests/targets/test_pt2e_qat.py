@@ -103,5 +103,6 @@ def test_qat_program_trains_where_asked_and_converts_on_the_cpu(device):
     with torch.no_grad():
         got, want = (torch.cat([m(x) for x in held_out]) for m in (module, net))
     assert got.device.type == "cpu" and got.shape == (32,)
+    assert {p.device.type for p in program.parameters()} == {"cpu"}    # the caller's program is left where it was
     assert float(torch.corrcoef(torch.stack([got, want]))[0, 1]) > 0.95
     assert float((got - want).abs().mean()) < 0.2 * float(want.std()), (got, want)
