@@ -81,7 +81,8 @@ class ReleaseConfig:
     scope: str | None = None         # --float-scope for every quantizer (None: each target's own ladder)
     n_val: int = 96                  # quantize's validation images (the float-scope ladder's gate)
     # where they come from: None, other photos of --calib (as `lmliqa quantize`), so that no evaluation photo steers
-    # the quantizers; evaluation photos they saw are left out of evaluation (same spec) or refused (check_data)
+    # the quantizers; evaluation photos they saw are left out of evaluation (same spec) or refused (check_data).
+    # Photos the checkpoint never trained on are the better choice (the manifest counts training photos among them)
     val: str | None = None
     eval_limit: int | None = None
     bench_batches: tuple[int, ...] = (1, 8)   # () leaves the speed out (the card says it was not timed)
@@ -208,7 +209,9 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                            "the report then say so in bold)")
     return {
         "calibration": {"spec": cfg.calib, "n_images": len(calib_h), "sha256": _set_hash(calib_h.values())},
-        "validation": {"spec": cfg.val or cfg.calib, "n_images": len(val_h), "sha256": _set_hash(val_h.values())},
+        "validation": {"spec": cfg.val or cfg.calib, "n_images": len(val_h), "sha256": _set_hash(val_h.values()),
+                       # training photos are optimistic validation photos (README "Releases")
+                       "training_photos": None if cfg.allow_overlap else sum(h in train_set for h in val_h.values())},
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
                        "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
         "training": {"spec": extra.get("dataset"), "split": extra.get("split"), "n_images": len(train_set) or None,

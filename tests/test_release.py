@@ -142,7 +142,10 @@ def test_quantizer_photos_are_left_out_of_evaluation(livec_run, livec_train_dir,
     spec, train = f"folder:{livec_eval_dir}", f"folder:{livec_train_dir}"
     rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8, n_val=8), meta)
     assert rec["evaluation"]["n_images"] == 24 and len(skip) == 16          # 40 - 8 calibration - 8 validation
-    assert rec["validation"] == {"spec": spec, "n_images": 8, "sha256": rec["validation"]["sha256"]}
+    assert rec["validation"] == {"spec": spec, "n_images": 8, "sha256": rec["validation"]["sha256"],
+                                 "training_photos": 0}
+    rec, _ = check_data(ReleaseConfig(ckpt, train, spec, Path("unused"), [], n_calib=8, n_val=8), meta)
+    assert rec["validation"]["training_photos"] == 8                      # other photos of --calib: trained on
     rec, skip = check_data(ReleaseConfig(ckpt, spec, spec, Path("unused"), [], n_calib=8, n_val=8, val=train), meta)
     assert rec["evaluation"]["n_images"] == 32 and len(skip) == 8           # validated on other photos
     rec, skip = check_data(ReleaseConfig(ckpt, train, spec, Path("unused"), [], n_calib=8, n_val=8, val=spec), meta)

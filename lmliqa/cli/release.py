@@ -33,8 +33,9 @@ def register(sub) -> None:
                                                  "content hash); when it equals --calib, the calibration photos are "
                                                  "left out of it")
     p.add_argument("--val", help="data spec of the quantizers' validation photos, the float-scope ladder's gate "
-                                 "(default: other photos of --calib, so that no evaluation photo steers them); "
-                                 "evaluation photos among them are left out of evaluation")
+                                 "(default: other photos of --calib, so that no evaluation photo steers them; photos "
+                                 "the checkpoint never trained on are the better choice); evaluation photos among "
+                                 "them are left out of evaluation")
     p.add_argument("--val-images", type=int, default=96, help="validation photos, disjoint from calibration")
     p.add_argument("--out", required=True, help="a new (or empty) folder")
     add_targets_flag(p, Stage.EXPORT, old=None)
