@@ -84,41 +84,23 @@ def main() -> None:
     record = {"provenance": provenance(), "checkpoint": args.checkpoint, "calib": args.calib,
               "n_calib": args.n_calib, "n_val": args.n_val, "threads": args.threads, "reps": args.reps}
 
-    import onnxruntime as ort
+    from _onnx_reference import export_reference, ort_runner
 
-    from lmliqa.contract import PreprocessContract
-    from lmliqa.export import export_checkpoint
-    from lmliqa.export._graph import load_program, program_runner
-    from lmliqa.fidelity import QUANTIZED, compare
-    from lmliqa.quantize.calib import build_sets, image_scores
+    from lmliqa.fidelity import QUANTIZED
     from lmliqa.quantize.onnx import quantize_nncf_onnx
-    from lmliqa.runtimes.onnxruntime import read_metadata
     from lmliqa.scope import FloatScope
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        from lmliqa.default_model import default_artifact
-
-        ckpt = default_artifact("torch") if args.checkpoint == "default" else Path(args.checkpoint)
-        export_checkpoint(ckpt, ["onnx"], tmp)
-        fp32 = tmp / "mobile.onnx"
-        meta = read_metadata(fp32)
-        program, _ = load_program(next(tmp.glob("*.pt2")))
-        contract = PreprocessContract.from_dict(meta["contract"])
-        calib, val = build_sets(args.calib, contract, args.n_calib, args.n_val)
-        reference = image_scores(program_runner(program), val, contract)
-        paths, rows = {"FP32": fp32}, {"FP32": {"scope": None, "ops": graph_ops(fp32, tmp)}}
+        ref = export_reference(args.checkpoint, tmp, args.calib, args.n_calib, args.n_val)
+        paths, rows = {"FP32": ref.fp32}, {"FP32": {"scope": None, "ops": graph_ops(ref.fp32, tmp)}}
         for i, (name, (scope_key, per_tensor, unsigned)) in enumerate(VARIANTS.items()):
-            scope = FloatScope(tuple(meta["float_scopes"][scope_key]) if scope_key != "none" else ())
+            scope = FloatScope(tuple(ref.meta["float_scopes"][scope_key]) if scope_key != "none" else ())
             dst = tmp / f"variant{i}.onnx"
             t0 = time.perf_counter()
-            info = quantize_nncf_onnx(fp32, dst, calib, scope, meta, None, per_tensor_activations=per_tensor,
-                                      unsigned=unsigned)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            sess = ort.InferenceSession(str(dst), so, providers=["CPUExecutionProvider"])
-            scores = image_scores(lambda c, s=sess: s.run(None, {s.get_inputs()[0].name: c})[0], val, contract)
-            fid = compare(reference, scores, val.mos, val.file_names)
+            info = quantize_nncf_onnx(ref.fp32, dst, ref.calib, scope, ref.meta, None,
+                                      per_tensor_activations=per_tensor, unsigned=unsigned)
+            fid = ref.compare(ort_runner(dst, args.threads))
             rows[name] = {"scope": list(scope.categories), "quantize_s": round(time.perf_counter() - t0, 1),
                           "quantization": info, "ops": graph_ops(dst, tmp),
                           "fidelity": {"mean_abs": fid.mean_abs, "max_abs": fid.max_abs, "srcc_vs_ref": fid.srcc_vs_ref,
@@ -126,7 +108,7 @@ def main() -> None:
                           "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
             paths[name] = dst
             print(f"{name}: {rows[name]['ops']['QLinearConv']} QLinearConv, mean |d| {fid.mean_abs:.3f}", flush=True)
-        crops = val.crops[0].astype(np.float32)
+        crops = ref.val.crops[0].astype(np.float32)
         timing = time_round_robin(paths, crops, args.threads, args.reps)
     for name, row in rows.items():
         row.update(timing[name], vs_fp32=round(timing[name]["p50_ms"] / timing["FP32"]["p50_ms"], 3))

@@ -56,53 +56,36 @@ def main() -> None:
     record = {"provenance": provenance(), **{k: v for k, v in vars(args).items() if k != "out"}}
 
     import onnx
-    import onnxruntime as ort
+    from _onnx_reference import export_reference, ort_runner
 
-    from lmliqa.contract import PreprocessContract
-    from lmliqa.default_model import default_artifact
-    from lmliqa.export import export_checkpoint
-    from lmliqa.export._graph import load_program, program_runner
-    from lmliqa.fidelity import QUANTIZED, compare
-    from lmliqa.quantize.calib import build_sets, image_scores
+    from lmliqa.fidelity import QUANTIZED
     from lmliqa.quantize.onnx import quantize_nncf_onnx, unsigned_activations
-    from lmliqa.runtimes.onnxruntime import read_metadata
     from lmliqa.scope import FloatScope
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
-        export_checkpoint(default_artifact("torch") if args.checkpoint == "default" else Path(args.checkpoint),
-                          ["onnx"], tmp)
-        fp32 = tmp / "mobile.onnx"
-        meta = read_metadata(fp32)
-        program, _ = load_program(next(tmp.glob("*.pt2")))
-        contract = PreprocessContract.from_dict(meta["contract"])
-        calib, val = build_sets(args.calib, contract, args.n_calib, args.n_val, args.val)
-        reference = image_scores(program_runner(program), val, contract)
-        batch = int(len(val.crops[0]))
-        paths = {"FP32": fp32, "NNCF recipe (uint8, narrow scope; shipped form)": tmp / "nncf.onnx",
+        ref = export_reference(args.checkpoint, tmp, args.calib, args.n_calib, args.n_val, args.val)
+        batch = int(len(ref.val.crops[0]))
+        paths = {"FP32": ref.fp32, "NNCF recipe (uint8, narrow scope; shipped form)": tmp / "nncf.onnx",
                  "PT2E -> ONNX, int8 activations, empty scope": tmp / "pt2e.onnx",
                  "PT2E -> ONNX, uint8 activations, empty scope": tmp / "pt2e_u8.onnx"}
         names = list(paths)
-        info = {"FP32": {}, names[1]: quantize_nncf_onnx(fp32, paths[names[1]], calib,
-                                                           FloatScope(tuple(meta["float_scopes"]["narrow"])), meta,
-                                                           None, per_tensor_activations=True, unsigned=True),
-                names[2]: pt2e_onnx(program, batch, calib, paths[names[2]])}
+        info = {"FP32": {}, names[1]: quantize_nncf_onnx(ref.fp32, paths[names[1]], ref.calib,
+                                                           FloatScope(tuple(ref.meta["float_scopes"]["narrow"])),
+                                                           ref.meta, None, per_tensor_activations=True, unsigned=True),
+                names[2]: pt2e_onnx(ref.program, batch, ref.calib, paths[names[2]])}
         model = onnx.load(str(paths[names[2]]))
         info[names[3]] = {**info[names[2]], "moved_to_uint8": unsigned_activations(model)}
         onnx.save(model, str(paths[names[3]]))
         rows = {}
         for name, path in paths.items():
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = args.threads
-            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            scores = image_scores(lambda c, s=sess: s.run(None, {s.get_inputs()[0].name: c})[0], val, contract)
-            fid = compare(reference, scores, val.mos, val.file_names)
+            fid = ref.compare(ort_runner(path, args.threads))
             rows[name] = {"quantization": info[name], "ops": graph_ops(path, tmp),
                           "fidelity": {"mean_abs": fid.mean_abs, "max_abs": fid.max_abs, "srcc_vs_ref": fid.srcc_vs_ref,
                                        "srcc_vs_mos": fid.srcc_vs_mos, "srcc_vs_mos_ref": fid.srcc_vs_mos_ref},
                           "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
             print(f"{name}: {rows[name]['ops']}, mean |d| {fid.mean_abs:.3f}", flush=True)
-        crops = val.crops[0].astype(np.float32)
+        crops = ref.val.crops[0].astype(np.float32)
         t0 = time.perf_counter()
         timing = time_round_robin(paths, crops, args.threads, args.reps)
         record["timing_s"] = round(time.perf_counter() - t0, 1)

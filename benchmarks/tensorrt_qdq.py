@@ -39,46 +39,35 @@ def main() -> None:
     args = ap.parse_args()
     record = {"provenance": provenance(), **{k: v for k, v in vars(args).items() if k != "out"}}
 
-    import onnxruntime as ort
+    from _onnx_reference import export_reference, ort_runner
 
-    from lmliqa.contract import PreprocessContract
-    from lmliqa.default_model import default_artifact
-    from lmliqa.export import export_checkpoint
-    from lmliqa.export._graph import load_program, program_runner
-    from lmliqa.fidelity import QUANTIZED, compare
-    from lmliqa.quantize.calib import build_sets, image_scores, load_images
+    from lmliqa.export._graph import program_runner
+    from lmliqa.fidelity import QUANTIZED
+    from lmliqa.quantize.calib import image_scores, load_images
     from lmliqa.quantize.tensorrt import nncf_symmetric_qdq, to_signed_int8
-    from lmliqa.runtimes.onnxruntime import read_metadata
     from lmliqa.scope import FloatScope
 
     with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        export_checkpoint(default_artifact("torch") if args.checkpoint == "default" else Path(args.checkpoint),
-                          ["onnx"], tmp)
-        meta = read_metadata(tmp / "mobile.onnx")
-        program, _ = load_program(next(tmp.glob("*.pt2")))
-        contract = PreprocessContract.from_dict(meta["contract"])
-        calib, val = build_sets(args.calib, contract, args.n_calib, args.n_val, args.val)
-        sets = {"validation": val}
+        ref = export_reference(args.checkpoint, Path(tmp_dir), args.calib, args.n_calib, args.n_val, args.val)
+        sets = {"validation": (ref.val, ref.reference)}
         if args.photos:
-            sets["photos"] = load_images(args.photos, contract, first=args.photos_limit)
-        reference = {k: image_scores(program_runner(program), s, contract) for k, s in sets.items()}
-        scope = FloatScope(tuple(meta["float_scopes"][args.scope]) if args.scope != "none" else ())
-        nncf_model = nncf_symmetric_qdq(tmp / "mobile.onnx", calib, scope, meta)
+            photos = load_images(args.photos, ref.contract, first=args.photos_limit)
+            sets["photos"] = (photos, image_scores(program_runner(ref.program), photos, ref.contract))
+        scope = FloatScope(tuple(ref.meta["float_scopes"][args.scope]) if args.scope != "none" else ())
+        nncf_model = nncf_symmetric_qdq(ref.fp32, ref.calib, scope, ref.meta)
         rows = {}
         for name, exact in FORMS.items():
             model = copy.deepcopy(nncf_model)
             counts = None if exact is None else to_signed_int8(model, exact=exact)
-            sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            run = lambda c, s=sess: s.run(None, {s.get_inputs()[0].name: c})[0]  # noqa: E731
+            run = ort_runner(model)
             rows[name] = {"unsigned_quantizers_made_signed": counts}
-            for k, s in sets.items():
-                fid = compare(reference[k], image_scores(run, s, contract), s.mos, s.file_names)
+            for k, (images, reference) in sets.items():
+                fid = ref.compare(run, images, reference)
                 rows[name][k] = {"n": fid.n, "mean_abs": fid.mean_abs, "max_abs": fid.max_abs,
                                  "srcc_vs_ref": fid.srcc_vs_ref, "gate_pass": QUANTIZED.check(fid)}
             print(name, counts, {k: round(v["mean_abs"], 3) for k, v in rows[name].items() if k in sets}, flush=True)
     onnx_ops = sorted({n.op_type for n in nncf_model.graph.node})
-    record.update(scope=list(scope.categories), gate=str(QUANTIZED), calibration=calib.record(args.calib),
+    record.update(scope=list(scope.categories), gate=str(QUANTIZED), calibration=ref.calib.record(args.calib),
                   nncf_ops=onnx_ops, rows=rows)
     Path(args.out).write_text(json.dumps(record, indent=2, default=str))
     print(f"wrote {args.out}")
