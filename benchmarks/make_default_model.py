@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--qat-steps", type=int, help="quantization-aware fine-tuning of the INT8 graphs that have it "
                                                    "(lmliqa release --qat-steps)")
+    ap.add_argument("--qat-device", help="lmliqa release --qat-device (default auto: CUDA when visible)")
+    ap.add_argument("--val", help="lmliqa release --val: the quantizers' validation photos (default: other photos of "
+                                  "--calib; photos the checkpoint never trained on are the better choice)")
     ap.add_argument("--float-scope", help="lmliqa release --float-scope (default: each target's ladder)")
     ap.add_argument("--work", default="runs/default-model", help="where a released checkpoint is copied to")
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
@@ -116,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
            "--name", args.name, "--out", str(out)] + (["--cv", args.cv] if args.cv else []) + [
                a for c in args.cross for a in ("--cross", c)] + (
                ["--qat-steps", str(args.qat_steps)] if args.qat_steps else []) + (
-               ["--float-scope", args.float_scope] if args.float_scope else [])
+               ["--float-scope", args.float_scope] if args.float_scope else []) + [
+               a for flag, v in (("--qat-device", args.qat_device), ("--val", args.val)) if v for a in (flag, v)]
     print(" ".join(cmd), file=sys.stderr)
     rc = subprocess.run(cmd).returncode
     if rc:
