@@ -226,6 +226,12 @@ class GraphIndex:
         for vi in [v for v in self.graph.value_info if v.name in names]:
             self.graph.value_info.remove(vi)
 
+    def set_elem_type(self, names: set[str], elem_type: int) -> None:
+        """Record ELEM_TYPE (an onnx.TensorProto type) for the value_info of NAMES that the graph records."""
+        for vi in self.graph.value_info:
+            if vi.name in names:
+                vi.type.tensor_type.elem_type = elem_type
+
     def drop_unused_initializers(self) -> None:
         used = {name for node in self.graph.node for name in node.input}
         for init in [i for i in self.graph.initializer if i.name not in used]:
@@ -243,7 +249,7 @@ def unsigned_activations(model) -> int:
     import onnx
 
     ix = GraphIndex(model)
-    n = 0
+    moved_outputs = set()
     for q in list(ix.graph.node):
         if q.op_type != "QuantizeLinear" or q.input[0] in ix.inits or len(q.input) < 3 or q.input[2] not in ix.inits:
             continue
@@ -256,12 +262,10 @@ def unsigned_activations(model) -> int:
             ix.add(moved, (zero.astype(np.int16) + 128).astype(np.uint8))
         for node in (q, *users):
             node.input[2] = moved
-        for vi in ix.graph.value_info:
-            if vi.name == q.output[0]:
-                vi.type.tensor_type.elem_type = onnx.TensorProto.UINT8
-        n += 1
+        moved_outputs.add(q.output[0])
+    ix.set_elem_type(moved_outputs, onnx.TensorProto.UINT8)
     ix.drop_unused_initializers()
-    return n
+    return len(moved_outputs)
 
 
 def set_onnx_metadata(path: Path, metadata_json: str) -> None:

@@ -216,7 +216,6 @@ def _rescale(ix: GraphIndex) -> int:
             scale = ix.array(scale_name)
             ix.set_array(scale_name, (scale * (255.0 / 127.0)).astype(scale.dtype))
             done_scale.add(scale_name)
-    for vi in ix.graph.value_info:  # the quantized tensors' and zero points' recorded element type follows
-        if vi.name in q_outputs or vi.name in done_zp:
-            vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
+    # the quantized tensors' and zero points' recorded element type follows
+    ix.set_elem_type(q_outputs | done_zp, onnx.TensorProto.INT8)
     return len(done_zp)
