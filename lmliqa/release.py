@@ -153,32 +153,19 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, PhotoSet]:
         raise ReleaseError(f"{exc} (or pass --allow-overlap)") from None
 
 
-def _quantizer_photos(cfg: ReleaseConfig, calib_ds) -> tuple[dict[str, str], dict[str, str]]:
-    """(calibration, validation) photos of the quantize stage, path -> content hash, chosen as
-    lmliqa.quantize.calib.build_sets chooses them."""
-    from lmliqa.quantize.calib import evenly
-
-    from .data import open_dataset
-
-    calib_idx = evenly(len(calib_ds.records), cfg.n_calib)
-    calib_h = _hashes([calib_ds.records[i].path for i in calib_idx])
-    if cfg.val in (None, cfg.calib):
-        val_paths = [calib_ds.records[i].path for i in evenly(len(calib_ds.records), cfg.n_val, set(calib_idx))]
-    else:
-        val_ds = open_dataset(cfg.val)
-        val_paths = [val_ds.records[i].path for i in evenly(len(val_ds.records), cfg.n_val)]
-    return calib_h, _hashes(val_paths)
-
-
 def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The evaluation photos: disjoint from the photos the quantizers saw (calibration and validation photos, and with
     --qat-steps every --calib photo: always) and from the training photos (unless --allow-overlap), by content hash.
     Returns the manifest's data record and the evaluation paths left out: the quantizers' photos (when --eval names
     the same set as --calib or --val) and those outside the data set's published test split."""
+    from lmliqa.quantize.calib import chosen_indices
+
     from .data import PhotoSet, evaluation_indices, open_dataset
 
-    calib_ds, eval_ds = open_dataset(cfg.calib), open_dataset(cfg.eval)
-    calib_h, val_h = _quantizer_photos(cfg, calib_ds)
+    calib_ds, calib_idx, val_ds, val_idx = chosen_indices(cfg.calib, cfg.n_calib, cfg.n_val, cfg.val)
+    calib_h = _hashes([calib_ds.records[i].path for i in calib_idx])
+    val_h = _hashes([val_ds.records[i].path for i in val_idx])
+    eval_ds = open_dataset(cfg.eval)
     held, which = evaluation_indices(eval_ds)          # a published test split, when the data set has one
     outside = sorted(set(range(len(eval_ds))) - set(held))
     eval_h = _hashes([eval_ds.records[i].path for i in held])

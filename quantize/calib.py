@@ -64,10 +64,11 @@ def evenly(n_total: int, k: int, exclude: set[int] = frozenset()) -> list[int]:
     return [pool[int(j)] for j in np.linspace(0, len(pool) - 1, k).round().astype(int)]
 
 
-def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_CALIB_IMAGES,
-               n_val: int = DEFAULT_VAL_IMAGES, val_spec: str | None = None) -> tuple[ImageSet, ImageSet]:
-    """(calibration, validation) image sets, decoded with CONTRACT: calibration from SPEC, validation from VAL_SPEC
-    (default SPEC); images of SPEC are never in both."""
+def chosen_indices(spec: str, n_calib: int = DEFAULT_CALIB_IMAGES, n_val: int = DEFAULT_VAL_IMAGES,
+                   val_spec: str | None = None) -> tuple[Any, list[int], Any, list[int]]:
+    """(data set, calibration indices, data set, validation indices): calibration evenly over SPEC, validation evenly
+    over VAL_SPEC (default: SPEC's other images; images of SPEC are never in both). What build_sets decodes and what
+    a release checks its evaluation photos against."""
     from lmliqa.data import open_dataset
 
     ds = open_dataset(spec)
@@ -75,9 +76,16 @@ def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_C
         raise DatasetError(f"{spec}: no images")
     calib_idx = evenly(len(ds.records), n_calib)
     if val_spec in (None, spec):
-        return _load(ds, calib_idx, contract), _load(ds, evenly(len(ds.records), n_val, set(calib_idx)), contract)
+        return ds, calib_idx, ds, evenly(len(ds.records), n_val, set(calib_idx))
     val_ds = open_dataset(val_spec)
-    return _load(ds, calib_idx, contract), _load(val_ds, evenly(len(val_ds.records), n_val), contract)
+    return ds, calib_idx, val_ds, evenly(len(val_ds.records), n_val)
+
+
+def build_sets(spec: str, contract: PreprocessContract, n_calib: int = DEFAULT_CALIB_IMAGES,
+               n_val: int = DEFAULT_VAL_IMAGES, val_spec: str | None = None) -> tuple[ImageSet, ImageSet]:
+    """(calibration, validation) image sets of `chosen_indices`, decoded with CONTRACT."""
+    ds, calib_idx, val_ds, val_idx = chosen_indices(spec, n_calib, n_val, val_spec)
+    return _load(ds, calib_idx, contract), _load(val_ds, val_idx, contract)
 
 
 def training_photos(spec: str, val: ImageSet) -> list[Path]:
