@@ -13,12 +13,9 @@ ratios hold on a noisy machine); (3) its fidelity to the torch program on valida
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 from lmliqa.provenance import provenance
 
@@ -30,45 +27,6 @@ VARIANTS = {
     "per-tensor uint8 activations, narrow scope (the recipe)": ("narrow", True, True),
     "per-tensor uint8 activations, no float scope (what QAT would need to reach)": ("none", True, True),
 }
-
-
-def graph_ops(path: Path, tmp: Path) -> dict[str, int]:
-    """Node-type counts of the graph ONNX Runtime builds from PATH at its hardware-independent level."""
-    import collections
-
-    import onnx
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = str(tmp / f"{path.stem}.optimized.onnx")
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    counts = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
-    keep = ("QLinearConv", "Conv", "FusedConv", "QuantizeLinear", "DequantizeLinear", "QLinearMatMul",
-            "MatMulIntegerToFloat", "QLinearAdd", "Transpose")
-    return {k: counts.get(k, 0) for k in keep}
-
-
-def time_round_robin(paths: dict[str, Path], crops: np.ndarray, threads: int, reps: int) -> dict[str, dict]:
-    import onnxruntime as ort
-
-    sessions = {}
-    for name, p in paths.items():
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        sessions[name] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-    feed = {name: {s.get_inputs()[0].name: crops} for name, s in sessions.items()}
-    for name, s in sessions.items():
-        for _ in range(3):
-            s.run(None, feed[name])
-    ts: dict[str, list[float]] = {n: [] for n in sessions}
-    for _ in range(reps):
-        for name, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, feed[name])
-            ts[name].append((time.perf_counter() - t0) * 1000)
-    return {n: {"p50_ms": round(float(np.median(v)), 2), "p95_ms": round(float(np.percentile(v, 95)), 2)}
-            for n, v in ts.items()}
 
 
 def main() -> None:
@@ -84,7 +42,7 @@ def main() -> None:
     record = {"provenance": provenance(), "checkpoint": args.checkpoint, "calib": args.calib,
               "n_calib": args.n_calib, "n_val": args.n_val, "threads": args.threads, "reps": args.reps}
 
-    from _onnx_reference import export_reference, ort_runner
+    from _onnx_reference import export_reference, graph_ops, ort_runner, write_timed
 
     from lmliqa.fidelity import QUANTIZED
     from lmliqa.quantize.onnx import quantize_nncf_onnx
@@ -108,14 +66,7 @@ def main() -> None:
                           "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
             paths[name] = dst
             print(f"{name}: {rows[name]['ops']['QLinearConv']} QLinearConv, mean |d| {fid.mean_abs:.3f}", flush=True)
-        crops = ref.val.crops[0].astype(np.float32)
-        timing = time_round_robin(paths, crops, args.threads, args.reps)
-    for name, row in rows.items():
-        row.update(timing[name], vs_fp32=round(timing[name]["p50_ms"] / timing["FP32"]["p50_ms"], 3))
-        print(f"{row['p50_ms']:7.1f} ms  {row['vs_fp32']:.2f}x FP32  {name}")
-    record.update(photo_crops=int(len(crops)), rows=rows)
-    Path(args.out).write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {args.out}")
+        write_timed(record, rows, paths, ref.val.crops[0], args.threads, args.reps, Path(args.out))
 
 
 if __name__ == "__main__":

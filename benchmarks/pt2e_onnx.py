@@ -17,13 +17,8 @@ the timing holds for a QAT graph; its fidelity is what the QAT result files meas
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
-from onnx_int8 import graph_ops, time_round_robin
 
 from lmliqa.provenance import provenance
 
@@ -56,7 +51,7 @@ def main() -> None:
     record = {"provenance": provenance(), **{k: v for k, v in vars(args).items() if k != "out"}}
 
     import onnx
-    from _onnx_reference import export_reference, ort_runner
+    from _onnx_reference import export_reference, graph_ops, ort_runner, write_timed
 
     from lmliqa.fidelity import QUANTIZED
     from lmliqa.quantize.onnx import quantize_nncf_onnx, unsigned_activations
@@ -85,16 +80,7 @@ def main() -> None:
                                        "srcc_vs_mos": fid.srcc_vs_mos, "srcc_vs_mos_ref": fid.srcc_vs_mos_ref},
                           "gate": str(QUANTIZED), "gate_pass": QUANTIZED.check(fid)}
             print(f"{name}: {rows[name]['ops']}, mean |d| {fid.mean_abs:.3f}", flush=True)
-        crops = ref.val.crops[0].astype(np.float32)
-        t0 = time.perf_counter()
-        timing = time_round_robin(paths, crops, args.threads, args.reps)
-        record["timing_s"] = round(time.perf_counter() - t0, 1)
-    for name, row in rows.items():
-        row.update(timing[name], vs_fp32=round(timing[name]["p50_ms"] / timing["FP32"]["p50_ms"], 3))
-        print(f"{row['p50_ms']:7.1f} ms  {row['vs_fp32']:.2f}x FP32  {name}")
-    record.update(photo_crops=int(len(crops)), rows=rows)
-    Path(args.out).write_text(json.dumps(record, indent=2, default=str))
-    print(f"wrote {args.out}")
+        write_timed(record, rows, paths, ref.val.crops[0], args.threads, args.reps, Path(args.out))
 
 
 if __name__ == "__main__":
