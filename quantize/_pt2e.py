@@ -78,3 +78,16 @@ def strip_annotations(quantizer, keep: Callable[[torch.fx.Node], bool]):
 
 def count_kept(program, keep: Callable[[torch.fx.Node], bool]) -> int:
     return sum(keep(n) for n in program.graph.nodes)
+
+
+def litert_quantizer(keep=None):
+    """(litert-torch's static symmetric per-channel config, config -> PT2EQuantizer with it globally, leaving the
+    nodes KEEP selects float): LiteRT's quantizer, also what `fine_tune_checkpoint` (quantize/_qat.py) fake-quantizes
+    a checkpoint through."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    def quantizer(cfg):
+        made = PT2EQuantizer().set_global(cfg)
+        return made if keep is None else strip_annotations(made, keep)
+
+    return get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False), quantizer

@@ -29,7 +29,7 @@ import torch
 
 from lmliqa.export._graph import static_program
 
-from ._pt2e import chunks
+from ._pt2e import chunks, litert_quantizer
 from .calib import ImageSet
 
 
@@ -39,6 +39,7 @@ class QATOptions:
     lr: float = 1e-5
     seed: int = 0
     device: str = "auto"              # where it trains: auto (CUDA when visible), cpu, cuda, cuda:N
+    float_weight: float = 0.0         # > 0: also distil the same weights with fake quantization off (qat_checkpoint)
 
     def torch_device(self) -> torch.device:
         from lmliqa.errors import ConfigError
@@ -135,14 +136,15 @@ def calibrate_and_freeze(prepared, fakes: list, teacher, batches: list[torch.Ten
     return spread
 
 
-def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches, options: QATOptions,
-                fold_quantize: bool = True) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
+def train_fake_quantized(program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches,
+                         options: QATOptions) -> tuple[torch.fx.GraphModule, torch.Tensor, dict[str, Any]]:
     """PROGRAM at BATCH, prepared for QAT with QUANTIZER (fake quantizers: `fake_quant_config`), its activation
     ranges calibrated on CALIB's crops and frozen, fine-tuned for OPTIONS.steps on BATCHES against the float
-    program, converted to Q/DQ form; returns (module, example input, record of the training)."""
-    from torchao.quantization.pt2e import move_exported_model_to_eval
+    program; returns (prepared module back on the CPU, example input, record of the training). With
+    OPTIONS.float_weight > 0 the same weights are also pulled towards the float program with fake quantization off
+    (a checkpoint that stays its own float reference: `qat_checkpoint`)."""
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
     from tqdm import tqdm
 
@@ -162,7 +164,7 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     params = [p.requires_grad_(True) for p in prepared.parameters()]
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))
-    losses, t_train = [], time.perf_counter()
+    losses, float_losses, t_train = [], [], time.perf_counter()
     # disable=None: a bar on a terminal only (a log file gets none)
     for _ in tqdm(range(options.steps), desc="QAT", unit="step", disable=None, dynamic_ncols=True):
         x = next(batches).to(device, non_blocking=True)
@@ -171,22 +173,107 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
         loss = torch.mean(((prepared(x) - target) / spread) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if options.float_weight:
+            for f in fakes:
+                f.disable_fake_quant()
+            float_loss = torch.mean(((prepared(x) - target) / spread) ** 2)
+            (options.float_weight * float_loss).backward()
+            for f in fakes:
+                f.enable_fake_quant()
+            float_losses.append(float_loss.item())
         opt.step()
         sched.step()
         losses.append(loss.item())
     t_train = time.perf_counter() - t_train                  # loss.item() synchronizes a GPU every step
     prepared = on_device(prepared, torch.device("cpu"))       # converted and lowered on the CPU, as PTQ
-    move_exported_model_to_eval(prepared)
-    window = max(1, min(50, len(losses) // 4))
     record = {"recipe": "PT2E prepare_qat_pt2e on the target's quantizer graph, BatchNorm folded, activation ranges "
                         "calibrated then frozen, distilling the float program", "steps": options.steps,
               "lr": options.lr, "seed": options.seed, "device": str(device), "batch_crops": batch,
               "photos": len(batches.photos),
               "photos_skipped": batches.skipped[:20], "n_fake_quantizers": len(fakes),
-              "loss_first": float(np.mean(losses[:window])) if losses else None,
-              "loss_last": float(np.mean(losses[-window:])) if losses else None,
+              "loss_first": _window_mean(losses, first=True), "loss_last": _window_mean(losses, first=False),
               "seconds": round(time.perf_counter() - t0, 1), "train_seconds": round(t_train, 1)}
+    if options.float_weight:
+        record.update(float_weight=options.float_weight, float_loss_first=_window_mean(float_losses, first=True),
+                      float_loss_last=_window_mean(float_losses, first=False))
+    return prepared, example, record
+
+
+def _window_mean(losses: list[float], first: bool) -> float | None:
+    """Mean of the first (or last) quarter of LOSSES, at most 50 steps: the loss at the start and at the end."""
+    if not losses:
+        return None
+    window = max(1, min(50, len(losses) // 4))
+    return float(np.mean(losses[:window] if first else losses[-window:]))
+
+
+def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches, options: QATOptions,
+                fold_quantize: bool = True) -> tuple[torch.nn.Module, torch.Tensor, dict[str, Any]]:
+    """`train_fake_quantized`, converted to Q/DQ form; returns (module, example input, record of the training)."""
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    prepared, example, record = train_fake_quantized(program, batch, quantizer, calib, batches, options)
+    move_exported_model_to_eval(prepared)
     return convert_pt2e(prepared, fold_quantize=fold_quantize), example, record
+
+
+_BATCH_NORMS = ("batch_norm.default", "_native_batch_norm_legit_no_training.default")
+
+
+def conv_bn_pairs(graph: torch.fx.GraphModule) -> dict[str, tuple[str, float]]:
+    """Conv weight attribute -> (the BatchNorm module it feeds, that BatchNorm's eps), read from an exported graph
+    before `_fuse_conv_bn_` (which folds each pair into the conv's weight and a new `<weight>_bias` attribute)."""
+    pairs = {}
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or not any(str(node.target).endswith(b) for b in _BATCH_NORMS):
+            continue
+        conv, bn_weight = node.args[0], node.args[1]
+        if (isinstance(conv, torch.fx.Node) and "conv" in str(conv.target) and isinstance(bn_weight, torch.fx.Node)
+                and bn_weight.op == "get_attr" and conv.args[1].op == "get_attr"):
+            pairs[conv.args[1].target] = (bn_weight.target.rsplit(".", 1)[0], float(node.args[-2]
+                                          if str(node.target).endswith("batch_norm.default") else node.args[-1]))
+    return pairs
+
+
+def trained_state(prepared: torch.nn.Module, pairs: dict[str, tuple[str, float]]) -> dict[str, torch.Tensor]:
+    """The float weights QAT trained, as state-dict entries of the network the program was exported from: every
+    parameter under its own name; a folded conv's weight as trained, with its BatchNorm made the identity that
+    carries the folded bias (weight 1, bias the folded bias, mean 0, variance 1 - eps), so that exporting the
+    checkpoint folds back to exactly the trained conv."""
+    params = dict(prepared.named_parameters())
+    state = {}
+    for name, value in params.items():
+        if name.endswith("_bias") and name[:-len("_bias")] in pairs:
+            continue
+        state[name] = value.detach().clone()
+        if name in pairs:
+            bn, eps = pairs[name]
+            bias = params.get(f"{name}_bias")
+            n = value.shape[0]
+            state.update({f"{bn}.weight": torch.ones(n), f"{bn}.running_mean": torch.zeros(n),
+                          f"{bn}.running_var": torch.full((n,), 1.0 - eps),
+                          f"{bn}.bias": bias.detach().clone() if bias is not None else torch.zeros(n)})
+    return state
+
+
+def qat_checkpoint(model: torch.nn.Module, program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches,
+                   options: QATOptions) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A copy of MODEL (the network PROGRAM was exported from) holding the weights `train_fake_quantized` trained
+    through QUANTIZER: a float checkpoint that every target's own post-training quantizer then quantizes (ONNX
+    through NNCF, OpenVINO, LiteRT), whatever its graph. Returns (model, record of the training)."""
+    ep, _ = static_program(program, batch)
+    pairs = conv_bn_pairs(ep.module())
+    prepared, _, record = train_fake_quantized(program, batch, quantizer, calib, batches, options)
+    state = trained_state(prepared, pairs)
+    out = copy.deepcopy(model)
+    own = out.state_dict()
+    unknown = sorted(set(state) - set(own))
+    if unknown:
+        raise ValueError(f"QAT trained weights the network does not have: {unknown[:5]}")
+    out.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in state.items()}})
+    record["folded_batch_norms"] = len(pairs)
+    return out, record
 
 
 def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: int = 0, qat_lr: float = 1e-5,
@@ -206,3 +293,63 @@ def pt2e_quantized(ctx, config, make_quantizer, fold_quantize: bool, qat_steps: 
     batches = PhotoBatches(ctx.train_photos, ctx.contract, batch, seed=options.seed)
     return qat_program(ctx.program, batch, make_quantizer(fake_quant_config(config)), ctx.calib, batches, options,
                        fold_quantize=fold_quantize)
+
+
+def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, options: QATOptions,
+                         n_calib: int = 32, n_val: int = 96, val_spec: str | None = None) -> dict[str, Any]:
+    """CHECKPOINT fine-tuned by `qat_checkpoint` through LiteRT's INT8 quantizer with no float scope (int8 per-channel
+    weights, int8 per-tensor activations at every op: more quantization points than NNCF or ONNX Runtime place), its
+    ranges calibrated on N_CALIB photos of SPEC, trained on SPEC's photos that are not its N_VAL validation photos (or
+    on all of them with VAL_SPEC), written to OUT as an ordinary checkpoint. The validation
+    photos measure how far the new float network moved from the old (its own float reference for every target
+    after this) and both networks' agreement with MOS. Returns the record the checkpoint carries.
+
+    Measured on the default model (benchmarks/qat_checkpoint.py, README "Quantization-aware fine-tuning"): this
+    transfers only partly to LiteRT's own PTQ and not at all to NNCF's ONNX INT8, so no command exposes it."""
+    from lmliqa.export._graph import export_program, load_for_export
+    from lmliqa.fidelity import compare
+    from lmliqa.models.checkpoint import save_checkpoint
+
+    from .calib import build_sets, image_scores, training_photos
+
+    model, metadata = load_for_export(checkpoint)
+    contract = model.config.contract
+    calib, val = build_sets(spec, contract, n_calib, n_val, val_spec)
+    batches = PhotoBatches(training_photos(spec, val), contract, batch=len(calib.crops[0]), seed=options.seed)
+    config, quantizer = litert_quantizer()
+    trained, record = qat_checkpoint(model, export_program(model), batches.batch, quantizer(fake_quant_config(config)),
+                                     calib, batches, options)
+
+    def scorer(net):
+        def run(crops):
+            with torch.no_grad():
+                return net(torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))).numpy()
+        return run
+
+    before = image_scores(scorer(model), val, contract)
+    after = image_scores(scorer(trained.eval()), val, contract)
+    record.update(source_checkpoint=Path(checkpoint).name,
+                  source_checkpoint_sha256=metadata["source_checkpoint_sha256"],
+                  quantizer="litert-torch PT2EQuantizer, symmetric int8, per-channel weights, no float scope",
+                  photos_spec=spec, calibration=calib.record(spec),
+                  validation={**val.record(val_spec or spec), "float_before_vs_after":
+                              compare(before, after, val.mos, val.file_names).to_dict()})
+    save_checkpoint(out, trained, lineage(checkpoint, spec, batches.photos, record))
+    return record
+
+
+def lineage(checkpoint: str | Path, spec: str, photos: list[Path], record: dict[str, Any]) -> dict[str, Any]:
+    """What a QAT checkpoint records of its data, as `lmliqa train --qat-from`/init_from does
+    (lmliqa.data.training_photos): the photos QAT trained on by content hash, and the checkpoint it started from with
+    that one's own training photos, so that a release checks its evaluation photos against both."""
+    from lmliqa.data import PhotoSet
+    from lmliqa.manifest import sha256_file
+    from lmliqa.models.checkpoint import read_metadata
+
+    before = read_metadata(checkpoint).get("extra", {})
+    return {"which": "qat", "dataset": spec, "split": "all", "qat": record,
+            "train_images_sha256": sorted(PhotoSet(sha256_file(p) for p in photos)),
+            "init_from": {"path": str(checkpoint), "sha256": sha256_file(checkpoint),
+                          **{k: before[k] for k in ("dataset", "dataset_name", "dataset_root", "split", "split_seed",
+                                                    "train_images_sha256", "init_from", "train_config")
+                             if k in before}}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lmliqa.export.litert import torch2litert
 
-from ._pt2e import count_kept, keep_float, strip_annotations
+from ._pt2e import count_kept, keep_float, litert_quantizer
 
 PARENT = "litert"
 # With --qat-steps and no --float-scope, the ladder starts at the narrow scope (LayerNorm, softmax, GELU and the head
@@ -26,17 +26,13 @@ def quantize(ctx, qat_steps: int = 0, qat_lr: float = 1e-5, qat_device: str = "a
     """The lmliqa.targets stage: M_int8.tflite; with QAT_STEPS, the quantized graph is first fine-tuned
     (quantize/_qat.py) on the calibration spec's photos that are not validation photos."""
     import torchao
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
 
     from . import QuantOutput
     from ._qat import pt2e_quantized
 
     keep = keep_float(ctx.scope, ctx.metadata, ctx.program)
-    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
-
-    def quantizer(cfg):
-        return strip_annotations(PT2EQuantizer().set_global(cfg), keep)
+    config, quantizer = litert_quantizer(keep)
 
     info = {"tool": f"litert-torch PT2EQuantizer (torchao {torchao.__version__})", "activations": "int8 per-tensor "
             "symmetric (histogram observer)", "weights": "int8 per-channel symmetric",

@@ -4,6 +4,7 @@ ExecuTorch share the recipe, so one test runs it on each."""
 import shutil
 
 import pytest
+import torch
 
 from lmliqa.runtimes import load
 
@@ -106,3 +107,92 @@ def test_qat_program_trains_where_asked_and_converts_on_the_cpu(device):
     assert {p.device.type for p in program.parameters()} == {"cpu"}    # the caller's program is left where it was
     assert float(torch.corrcoef(torch.stack([got, want]))[0, 1]) > 0.95
     assert float((got - want).abs().mean()) < 0.2 * float(want.std()), (got, want)
+
+
+def test_qat_checkpoint_writes_the_trained_weights_back_into_the_network():
+    """quantize/_qat.py qat_checkpoint: the folded conv+BatchNorm pairs QAT trains come back as the
+    conv's weight and an identity BatchNorm carrying the folded bias. With no steps the network is unchanged (to float
+    rounding); after fine-tuning with the float term, both the fake-quantized and the plain float network stay close
+    to the original, and the weights did move."""
+    import types
+
+    import numpy as np
+    import torch
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    from lmliqa.quantize._qat import QATOptions, fake_quant_config, qat_checkpoint
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16),
+                              torch.nn.ReLU6(), torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU6(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(0), torch.nn.Unflatten(0, (-1, 16)),
+                              torch.nn.Linear(16, 1), torch.nn.Flatten(0))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[1].weight.uniform_(0.5, 1.5)
+        net[1].bias.uniform_(-0.2, 0.2)
+        net[-2].weight.normal_(0, 2.0)
+    net.eval()
+    program = torch.export.export(net, (torch.randn(4, 3, 32, 32),))
+    rng = np.random.default_rng(0)
+
+    def photos(n):
+        x = rng.normal(size=(n, 3, 32, 32)) * rng.uniform(0.3, 2.0, (n, 1, 1, 1)) + rng.uniform(-1, 1, (n, 3, 1, 1))
+        return x.astype(np.float32)
+
+    class Batches:
+        photos, skipped = ["synthetic"] * 4, []
+
+        def __next__(self):
+            return torch.from_numpy(photos(4))
+
+    calib = types.SimpleNamespace(crops=[photos(4) for _ in range(8)])
+    held_out = torch.from_numpy(photos(32))
+
+    def quantizer():
+        return XNNPACKQuantizer().set_global(
+            fake_quant_config(get_symmetric_quantization_config(is_per_channel=True, is_qat=True)))
+
+    same, record = qat_checkpoint(net, program, 4, quantizer(), calib, Batches(), QATOptions(0, device="cpu"))
+    assert record["folded_batch_norms"] == 1
+    assert torch.equal(same[1].weight, torch.ones(16)) and torch.equal(same[1].running_mean, torch.zeros(16))
+    assert torch.allclose(same[1].running_var + same[1].eps, torch.ones(16))
+    with torch.no_grad():
+        want = net(held_out)
+        assert float((same.eval()(held_out) - want).abs().max()) < 1e-4 * float(want.abs().max())
+    trained, record = qat_checkpoint(net, program, 4, quantizer(), calib, Batches(),
+                                     QATOptions(60, lr=1e-3, device="cpu", float_weight=1.0))
+    assert record["loss_last"] < record["loss_first"] and record["float_loss_last"] is not None, record
+    assert not torch.allclose(trained[3].weight, net[3].weight)
+    assert set(trained.state_dict()) == set(net.state_dict())
+    with torch.no_grad():
+        got = trained.eval()(held_out)
+    assert float((got - want).abs().mean()) < 0.2 * float(want.std()), (got, want)
+
+
+def test_a_qat_checkpoint_records_its_lineage_and_its_float_drift(livec_run, livec_train_dir, livec_eval_dir,
+                                                                    tmp_path):
+    """quantize/_qat.py fine_tune_checkpoint on the CI model (its training photos, a few steps): an ordinary checkpoint
+    that names what it trained on and started from (a release checks its evaluation photos against both, through
+    lmliqa.data.training_photos) and how far its float network moved from the original on photos it never saw."""
+    from lmliqa.data import training_photos
+    from lmliqa.manifest import sha256_file
+    from lmliqa.models.checkpoint import load_checkpoint, read_metadata
+    from lmliqa.quantize._qat import QATOptions, fine_tune_checkpoint
+
+    before = livec_run[0] / "final.safetensors"
+    after = tmp_path / "qat.safetensors"
+    fine_tune_checkpoint(before, f"folder:{livec_train_dir}", after, QATOptions(8, device="cpu", float_weight=1.0),
+                         n_val=40, val_spec=f"folder:{livec_eval_dir}")
+    extra = read_metadata(after)["extra"]
+    qat = extra["qat"]
+    assert qat["steps"] == 8 and qat["photos"] == 160 and qat["float_weight"] == 1.0
+    assert qat["folded_batch_norms"] > 20 and qat["float_loss_last"] is not None
+    drift = qat["validation"]["float_before_vs_after"]
+    assert drift["n"] == 40 and drift["mean_abs"] < 1.0 and drift["srcc_vs_ref"] > 0.99, drift
+    assert extra["init_from"]["sha256"] == sha256_file(before) and "train_config" in extra["init_from"]
+    spec, photos = training_photos({"extra": extra})
+    assert spec == f"folder:{livec_train_dir}, then folder:{livec_train_dir}" and len(photos) == 160
+    model, _ = load_checkpoint(after)           # loads as any checkpoint
+    assert sum(m.weight.eq(1).all().item() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)) > 20
