@@ -170,3 +170,20 @@ def test_the_float_scope_in_onnx_node_names(exported, program):
     assert sum(by_type[n] == "Conv" for n in nodes) == 3        # the stem, block 0's depthwise and pointwise convs
     decoder, head = (set(onnx_nodes(FloatScope.parse(c), model, meta)) for c in ("decoder", "head"))
     assert len(decoder) > len(head)
+
+
+def test_the_input_normalization_and_score_tail_stay_float_with_an_empty_scope(exported, program):
+    """quantize/onnx.py io_nodes: with no float scope, the root module's own nodes (input normalization, the mean of
+    the panel scores, label scale and shift) are still excluded from quantization, and nothing else is."""
+    import onnx
+
+    from lmliqa.quantize.onnx import io_nodes, onnx_nodes
+    from lmliqa.scope import FloatScope
+
+    _, out, _ = exported
+    _, meta = program
+    model = onnx.load(str(out / "mobile.onnx"))
+    by_type = {n.name: n.op_type for n in model.graph.node}
+    nodes = onnx_nodes(FloatScope(()), model, meta)
+    assert sorted(nodes) == sorted(io_nodes(model))
+    assert sorted(by_type[n] for n in nodes) == ["Add", "Add", "Div", "Mul", "ReduceMean", "Sub", "Unsqueeze"]
