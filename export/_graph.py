@@ -90,9 +90,12 @@ def _crop_size(program: torch.export.ExportedProgram) -> int:
 def program_runner(program: torch.export.ExportedProgram):
     """crops (n, 3, s, s) float32 pixels -> scores (n,) with the program itself (the reference every artifact is
     compared with)."""
-    import numpy as np
+    return module_runner(program.module())
 
-    module = program.module()
+
+def module_runner(module: torch.nn.Module):
+    """crops (n, 3, s, s) float32 pixels -> scores (n,) with MODULE (a program's module or a network in eval mode)."""
+    import numpy as np
 
     def run(crops: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -201,7 +201,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                        "training_photos": None if cfg.allow_overlap else sum(h in train_set for h in val_h.values())},
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
                        "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
-        # train_spec: the whole lineage ("A, then B") of a fine-tuned (init_from, lmliqa qat) checkpoint
+        # train_spec: the whole lineage ("A, then B") of a fine-tuned checkpoint (init_from, quantize/_qat.py lineage)
         "training": {"spec": train_spec or extra.get("dataset"), "split": extra.get("split"),
                      "n_images": len(train_set) or None,
                      "checked": not cfg.allow_overlap,

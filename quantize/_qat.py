@@ -136,11 +136,12 @@ def calibrate_and_freeze(prepared, fakes: list, teacher, batches: list[torch.Ten
     return spread
 
 
-def train_fake_quantized(program, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches,
-                         options: QATOptions) -> tuple[torch.fx.GraphModule, torch.Tensor, dict[str, Any]]:
-    """PROGRAM at BATCH, prepared for QAT with QUANTIZER (fake quantizers: `fake_quant_config`), its activation
-    ranges calibrated on CALIB's crops and frozen, fine-tuned for OPTIONS.steps on BATCHES against the float
-    program; returns (prepared module back on the CPU, example input, record of the training). With
+def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: PhotoBatches,
+                         options: QATOptions) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
+    """EP (the program re-exported at BATCH: `static_program`), prepared for QAT with QUANTIZER (fake
+    quantizers: `fake_quant_config`), its activation ranges calibrated on CALIB's crops and frozen, fine-tuned for
+    OPTIONS.steps on BATCHES against the float program; returns (prepared module back on the CPU, record of the
+    training). With
     OPTIONS.float_weight > 0 the same weights are also pulled towards the float program with fake quantization off
     (a checkpoint that stays its own float reference: `qat_checkpoint`)."""
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
@@ -151,7 +152,6 @@ def train_fake_quantized(program, batch: int, quantizer, calib: ImageSet, batche
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
     device = options.torch_device()
-    ep, example = static_program(program, batch)
     # copies: the exported module shares its parameters with PROGRAM, which the caller keeps using on the CPU (moving
     # it to CUDA in place moved the caller's network too, measured on an H200)
     teacher = copy.deepcopy(ep.module())
@@ -196,7 +196,7 @@ def train_fake_quantized(program, batch: int, quantizer, calib: ImageSet, batche
     if options.float_weight:
         record.update(float_weight=options.float_weight, float_loss_first=_window_mean(float_losses, first=True),
                       float_loss_last=_window_mean(float_losses, first=False))
-    return prepared, example, record
+    return prepared, record
 
 
 def _window_mean(losses: list[float], first: bool) -> float | None:
@@ -213,7 +213,8 @@ def qat_program(program, batch: int, quantizer, calib: ImageSet, batches: PhotoB
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    prepared, example, record = train_fake_quantized(program, batch, quantizer, calib, batches, options)
+    ep, example = static_program(program, batch)
+    prepared, record = train_fake_quantized(ep, batch, quantizer, calib, batches, options)
     move_exported_model_to_eval(prepared)
     return convert_pt2e(prepared, fold_quantize=fold_quantize), example, record
 
@@ -264,7 +265,7 @@ def qat_checkpoint(model: torch.nn.Module, program, batch: int, quantizer, calib
     through NNCF, OpenVINO, LiteRT), whatever its graph. Returns (model, record of the training)."""
     ep, _ = static_program(program, batch)
     pairs = conv_bn_pairs(ep.module())
-    prepared, _, record = train_fake_quantized(program, batch, quantizer, calib, batches, options)
+    prepared, record = train_fake_quantized(ep, batch, quantizer, calib, batches, options)
     state = trained_state(prepared, pairs)
     out = copy.deepcopy(model)
     own = out.state_dict()
@@ -304,9 +305,10 @@ def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, opt
     photos measure how far the new float network moved from the old (its own float reference for every target
     after this) and both networks' agreement with MOS. Returns the record the checkpoint carries.
 
-    Measured on the default model (benchmarks/qat_checkpoint.py, README "Quantization-aware fine-tuning"): this
-    transfers only partly to LiteRT's own PTQ and not at all to NNCF's ONNX INT8, so no command exposes it."""
-    from lmliqa.export._graph import export_program, load_for_export
+    Measured on the default model (benchmarks/qat_checkpoint.py, README "Quantization-aware fine-tuning"): NNCF's
+    ONNX INT8 of it passes its gate with no float scope (with the score tail float: quantize/onnx.py io_nodes);
+    LiteRT's own PTQ of it does not yet, so no command exposes it."""
+    from lmliqa.export._graph import export_program, load_for_export, module_runner, program_runner
     from lmliqa.fidelity import compare
     from lmliqa.models.checkpoint import save_checkpoint
 
@@ -317,17 +319,11 @@ def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, opt
     calib, val = build_sets(spec, contract, n_calib, n_val, val_spec)
     batches = PhotoBatches(training_photos(spec, val), contract, batch=len(calib.crops[0]), seed=options.seed)
     config, quantizer = litert_quantizer()
-    trained, record = qat_checkpoint(model, export_program(model), batches.batch, quantizer(fake_quant_config(config)),
-                                     calib, batches, options)
-
-    def scorer(net):
-        def run(crops):
-            with torch.no_grad():
-                return net(torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32))).numpy()
-        return run
-
-    before = image_scores(scorer(model), val, contract)
-    after = image_scores(scorer(trained.eval()), val, contract)
+    program = export_program(model)
+    trained, record = qat_checkpoint(model, program, batches.batch, quantizer(fake_quant_config(config)), calib,
+                                     batches, options)
+    before = image_scores(program_runner(program), val, contract)
+    after = image_scores(module_runner(trained.eval()), val, contract)
     record.update(source_checkpoint=Path(checkpoint).name,
                   source_checkpoint_sha256=metadata["source_checkpoint_sha256"],
                   quantizer="litert-torch PT2EQuantizer, symmetric int8, per-channel weights, no float scope",
@@ -339,17 +335,13 @@ def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, opt
 
 
 def lineage(checkpoint: str | Path, spec: str, photos: list[Path], record: dict[str, Any]) -> dict[str, Any]:
-    """What a QAT checkpoint records of its data, as `lmliqa train --qat-from`/init_from does
-    (lmliqa.data.training_photos): the photos QAT trained on by content hash, and the checkpoint it started from with
+    """What a QAT checkpoint records of its data, as a checkpoint trained from another does (init_from,
+    lmliqa.data.training_photos): the photos QAT trained on by content hash, and the checkpoint it started from with
     that one's own training photos, so that a release checks its evaluation photos against both."""
-    from lmliqa.data import PhotoSet
+    from lmliqa.data import PhotoSet, init_record
     from lmliqa.manifest import sha256_file
     from lmliqa.models.checkpoint import read_metadata
 
-    before = read_metadata(checkpoint).get("extra", {})
     return {"which": "qat", "dataset": spec, "split": "all", "qat": record,
             "train_images_sha256": sorted(PhotoSet(sha256_file(p) for p in photos)),
-            "init_from": {"path": str(checkpoint), "sha256": sha256_file(checkpoint),
-                          **{k: before[k] for k in ("dataset", "dataset_name", "dataset_root", "split", "split_seed",
-                                                    "train_images_sha256", "init_from", "train_config")
-                             if k in before}}}
+            "init_from": init_record(checkpoint, read_metadata(checkpoint).get("extra", {}), also=("train_config",))}

@@ -64,11 +64,10 @@ def onnx_nodes(scope: FloatScope, model, metadata: dict[str, Any]) -> list[str]:
     types = set(scope.op_types(ONNX_OPS))
     aten = scope.op_types(ATEN_OPS)
     prefixes = scope_prefixes(scope, metadata)
-    io = set(io_nodes(model))
     out = []
     for node in model.graph.node:
         path, op = _onnx_scope(node)
-        if (node.name in io or node.op_type in types or (path is not None and under(path, prefixes))
+        if (_is_io(path) or node.op_type in types or (path is not None and under(path, prefixes))
                 or (op and aten_op(op) in aten)):
             out.append(node.name)
     return out
@@ -80,7 +79,12 @@ def io_nodes(model) -> list[str]:
     follows them that a quantizer could feed, and NNCF's quantizer on the score tail's input (the network's raw
     scores, on a range calibrated on 32 photos) clipped other photos' scores: on the default model, ONNX INT8 with
     no other float scope went from mean / max |d| 2.46 / 19.6 to 0.99 / 8.2 without it (README "Quantization")."""
-    return [n.name for n in model.graph.node if _onnx_scope(n)[0] == ""]
+    return [n.name for n in model.graph.node if _is_io(_onnx_scope(n)[0])]
+
+
+def _is_io(path: str | None) -> bool:
+    """Is module PATH the root module (`io_nodes`)?"""
+    return path == ""
 
 
 def _onnx_scope(node) -> tuple[str | None, str | None]:

@@ -145,6 +145,20 @@ class PhotoSet(frozenset):
         return PhotoSet(frozenset.__or__(self, PhotoSet(other)))
 
 
+# what a checkpoint started from another records of it (init_from), for training_photos
+LINEAGE_KEYS = ("dataset", "dataset_name", "dataset_root", "split", "split_seed", "train_images_sha256", "init_from")
+
+
+def init_record(path: str | Path, extra: dict, also: tuple[str, ...] = ()) -> dict:
+    """What a checkpoint started from the one at PATH (with metadata EXTRA) records of it: its hash and the data it
+    learned from (LINEAGE_KEYS and ALSO), that one's own start included, so that `training_photos` can name a
+    model's training photos without the file."""
+    from ..manifest import sha256_file
+
+    return {"path": str(path), "sha256": sha256_file(path),
+            **{k: extra[k] for k in LINEAGE_KEYS + also if k in extra}}
+
+
 def training_photos(ckpt_meta: dict) -> tuple[str, PhotoSet]:
     """(data spec, every photo a checkpoint was trained on, by content hash): the hashes the checkpoint records, else
     rebuilt from the data spec and split it records; a model started from another (init_from) was trained on that

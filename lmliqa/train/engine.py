@@ -725,8 +725,8 @@ def _init_from(net: nn.Module, path: str) -> dict[str, Any]:
     """NET's weights from a trained checkpoint of the same network (refused, naming it, when it does not fit); returns
     what the new checkpoint records of it: its hash and the data it learned from (with the data that one started
     from, in turn), so that a model's training photos can be named without the file (lmliqa.data.training_photos)."""
+    from ..data import init_record
     from ..errors import CheckpointError
-    from ..manifest import sha256_file
     from ..models.checkpoint import load_checkpoint
 
     trained, meta = load_checkpoint(path)
@@ -737,10 +737,7 @@ def _init_from(net: nn.Module, path: str) -> dict[str, Any]:
     if missing or unexpected:
         raise CheckpointError(f"init_from {path}: weights do not fit: missing {missing[:4]}, "
                               f"unexpected {unexpected[:4]}")
-    extra = meta.get("extra", {})
-    return {"path": str(path), "sha256": sha256_file(path),
-            **{k: extra[k] for k in ("dataset", "dataset_name", "dataset_root", "split", "split_seed",
-                                     "train_images_sha256", "init_from") if k in extra}}
+    return init_record(path, meta.get("extra", {}))
 
 
 def _preflight(ds, indices: list[int]) -> None:
