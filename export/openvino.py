@@ -26,6 +26,7 @@ from ._graph import INPUT_NAME, OUTPUT_NAME, ExportError, metadata_json, nodes_u
 
 KEEP_F32_VALUE = "dynamic:bf16,f16"                 # from any type, never to bf16 or f16
 OV_CONVS = ("Convolution", "GroupConvolution")
+ELEMENTWISE = ("Add", "Subtract", "Multiply", "Divide", "Convert")
 # lmliqa.scope's op categories as OpenVINO op types
 OPENVINO_OPS: dict[str, tuple[str, ...]] = {
     "layernorm": ("MVN",), "softmax": ("Softmax", "SoftMax"), "gelu": ("Gelu",), "residual_add": ("Add",),
@@ -117,6 +118,29 @@ def openvino_ops(scope: FloatScope, ov_model, program, metadata: dict[str, Any])
             raise ValueError(f"cannot match convolutions: {op.get_friendly_name()} has weights "
                              f"{_ov_conv_weight_shape(op)}, torch {node.name} {tuple(node.args[1].meta['val'].shape)}")
         if node.name in aten and op.get_friendly_name() not in names:
+            names.append(op.get_friendly_name())
+    return names
+
+
+def openvino_io_ops(ov_model, program) -> list[str]:
+    """Friendly names of the OpenVINO ops that come from the network's input / output ops (lmliqa.export._graph
+    `io_node`), never quantized. They are found by aten node name, and then downstream: the conversion renumbers
+    some elementwise ops (the score tail's Multiply and Add, the panel queries' Add), so an elementwise op whose
+    every non-constant input comes from such an op is one too."""
+    from ._graph import io_ops
+
+    aten = io_ops(program)
+    names: list[str] = []
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind in ("Constant", "Parameter", "Result"):
+            continue
+        if op.get_friendly_name().split("/", 1)[0] in aten:
+            names.append(op.get_friendly_name())
+            continue
+        sources = [i.get_source_output().get_node() for i in op.inputs()]
+        inputs = [s.get_friendly_name() for s in sources if s.get_type_name() != "Constant"]
+        if kind in ELEMENTWISE and inputs and set(inputs) <= set(names):
             names.append(op.get_friendly_name())
     return names
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lmliqa.export._graph import ATEN_OPS, module_path, scope_prefixes, static_program
+from lmliqa.export._graph import ATEN_OPS, io_node, module_path, scope_prefixes, static_program
 from lmliqa.scope import FloatScope, under
 
 from .calib import ImageSet
@@ -17,13 +17,17 @@ from .calib import ImageSet
 
 def keep_float(scope: FloatScope, metadata: dict[str, Any], program) -> Callable[[torch.fx.Node], bool]:
     """node -> True when SCOPE keeps it in float: it comes from a module under the scope's regions, or its aten op
-    is one of the scope's op categories (layer_norm, softmax, gelu, add for residual adds, ...)."""
+    is one of the scope's op categories (layer_norm, softmax, gelu, add for residual adds, ...), and always the
+    network's input / output ops (export._graph `io_node`: the score head's Linear is float as a whole, since a
+    PT2E quantizer annotates an op's own output)."""
     prefixes = scope_prefixes(scope, metadata, program)
     ops = set(scope.op_types(ATEN_OPS))
 
     def check(node: torch.fx.Node) -> bool:
         if node.op != "call_function":
             return False
+        if io_node(node):
+            return True
         path = module_path(node)
         if path is not None and under(path, prefixes):
             return True

@@ -58,33 +58,34 @@ def quantize(ctx, onnx_tool: str = "nncf", max_drop: float | None = None, smooth
 def onnx_nodes(scope: FloatScope, model, metadata: dict[str, Any]) -> list[str]:
     """Names of the ONNX nodes SCOPE keeps in float: nodes of its op types and every node exported from a module
     under its regions (torch.onnx records each node's module path in its ``name_scopes`` metadata), and always the
-    root module's own nodes (`io_nodes`)."""
+    network's input / output nodes (`io_nodes`)."""
     from lmliqa.export._graph import ATEN_OPS, scope_prefixes
 
     types = set(scope.op_types(ONNX_OPS))
     aten = scope.op_types(ATEN_OPS)
     prefixes = scope_prefixes(scope, metadata)
+    io = set(io_nodes(model))
     out = []
     for node in model.graph.node:
         path, op = _onnx_scope(node)
-        if (_is_io(path) or node.op_type in types or (path is not None and under(path, prefixes))
+        if (node.name in io or node.op_type in types or (path is not None and under(path, prefixes))
                 or (op and aten_op(op) in aten)):
             out.append(node.name)
     return out
 
 
 def io_nodes(model) -> list[str]:
-    """The root module's own nodes: the contract's input normalization and the score tail (the mean over the crop's
-    panel scores, the label scale and shift). They are never quantized, whatever the float scope: no INT8 op
-    follows them that a quantizer could feed, and NNCF's quantizer on the score tail's input (the network's raw
-    scores, on a range calibrated on 32 photos) clipped other photos' scores: on the default model, ONNX INT8 with
-    no other float scope went from mean / max |d| 2.46 / 19.6 to 0.99 / 8.2 without it (README "Quantization")."""
-    return [n.name for n in model.graph.node if _is_io(_onnx_scope(n)[0])]
-
-
-def _is_io(path: str | None) -> bool:
-    """Is module PATH the root module (`io_nodes`)?"""
-    return path == ""
+    """Names of the network's input / output nodes, never quantized whatever the float scope (the rule and why:
+    lmliqa.export._graph `io_node`): the root module's own nodes (``name_scopes`` path '') and the nodes whose
+    every consumer is one of them."""
+    root = {n.name for n in model.graph.node if _onnx_scope(n)[0] == ""}
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.name)
+    feeds_root = {n.name for n in model.graph.node if n.name not in root
+                  and (users := [u for o in n.output for u in consumers.get(o, [])]) and set(users) <= root}
+    return [n.name for n in model.graph.node if n.name in root or n.name in feeds_root]
 
 
 def _onnx_scope(node) -> tuple[str | None, str | None]:

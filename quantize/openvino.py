@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lmliqa.export.openvino import OPENVINO_OPS, openvino_ops
+from lmliqa.export.openvino import OPENVINO_OPS, openvino_io_ops, openvino_ops
 
 from .onnx import _nncf_common
 
@@ -39,6 +39,7 @@ def quantize_openvino(fp32_xml: Path, dst: Path, ctx, max_drop: float | None = N
     calib, val, scope, model_type = ctx.calib, ctx.val, ctx.scope, ctx.model_type
     kwargs = _nncf_common(calib, model_type, smooth_quant_alpha, fast_bias_correction=fast_bias_correction)
     names = openvino_ops(scope, model, ctx.program, ctx.metadata)
+    names += [n for n in openvino_io_ops(model, ctx.program) if n not in names]   # always float
     kwargs["ignored_scope"] = nncf.IgnoredScope(names=names, types=list(scope.op_types(OPENVINO_OPS)), validate=False)
     n_ignored = len(names)
     if max_drop is None:

@@ -173,8 +173,10 @@ def test_the_float_scope_in_onnx_node_names(exported, program):
 
 
 def test_the_input_normalization_and_score_tail_stay_float_with_an_empty_scope(exported, program):
-    """quantize/onnx.py io_nodes: with no float scope, the root module's own nodes (input normalization, the mean of
-    the panel scores, label scale and shift) are still excluded from quantization, and nothing else is."""
+    """quantize/onnx.py io_nodes: with no float scope, the network's input / output nodes (the root module's own:
+    input normalization, panel queries, the mean of the panel scores, label scale and shift; and the two that feed
+    only them: the score head's MatMul and the class token's Gather) are still excluded from quantization, and
+    nothing else is."""
     import onnx
 
     from lmliqa.quantize.onnx import io_nodes, onnx_nodes
@@ -186,4 +188,5 @@ def test_the_input_normalization_and_score_tail_stay_float_with_an_empty_scope(e
     by_type = {n.name: n.op_type for n in model.graph.node}
     nodes = onnx_nodes(FloatScope(()), model, meta)
     assert sorted(nodes) == sorted(io_nodes(model))
-    assert sorted(by_type[n] for n in nodes) == ["Add", "Add", "Div", "Mul", "ReduceMean", "Sub", "Unsqueeze"]
+    assert sorted(by_type[n] for n in nodes) == ["Add", "Add", "Div", "Gather", "MatMul", "Mul", "ReduceMean", "Sub",
+                                                 "Unsqueeze"]

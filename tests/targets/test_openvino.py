@@ -142,6 +142,25 @@ def test_the_float_scope_in_openvino_op_names(exported, program):
                                                                                "Convolution"]
 
 
+def test_the_input_and_output_ops_in_openvino_op_names(exported, program):
+    """export/openvino.py openvino_io_ops: the same nine input / output ops as the ONNX graph's (test_onnx.py), found
+    although the conversion renumbers the score tail's Multiply and Add."""
+    import openvino as ov
+
+    from lmliqa.export._graph import io_ops
+    from lmliqa.export.openvino import openvino_io_ops
+
+    _, out, _ = exported
+    prog, _ = program
+    ov_model = ov.Core().read_model(str(out / "mobile_openvino" / "mobile.xml"))
+    types = {op.get_friendly_name(): op.get_type_name() for op in ov_model.get_ops()}
+    names = openvino_io_ops(ov_model, prog)
+    # (OpenVINO turns the normalization's subtraction of a constant into an Add)
+    assert sorted(types[n] for n in names) == ["Add", "Add", "Add", "Divide", "Gather", "MatMul", "Multiply",
+                                               "ReduceMean", "Unsqueeze"]
+    assert {"sub", "div", "select", "unsqueeze"} <= io_ops(prog) & {n.split("/", 1)[0] for n in names}
+
+
 def test_int8_ir_runs_its_float_parts_in_bf16_with_the_parents_marks(quantized, photos, fp32_scores):
     needs("openvino", "int8+bf16")
     _, out, _ = quantized
