@@ -305,9 +305,10 @@ def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, opt
     photos measure how far the new float network moved from the old (its own float reference for every target
     after this) and both networks' agreement with MOS. Returns the record the checkpoint carries.
 
-    Measured on the default model (benchmarks/qat_checkpoint.py, README "Quantization-aware fine-tuning"): NNCF's
-    ONNX INT8 of it passes its gate with no float scope (with the score tail float: quantize/onnx.py io_nodes);
-    LiteRT's own PTQ of it does not yet, so no command exposes it."""
+    `lmliqa train --qat-from CKPT` runs it. Measured on the default model (benchmarks/qat_checkpoint.py, README
+    "Quantization-aware fine-tuning"): NNCF's ONNX and OpenVINO INT8 of it pass their gates with no float scope (the
+    network's input / output ops float: export._graph io_node); the PT2E targets' PTQ of it does not (mean |d| 1.4),
+    their own-graph QAT from it (`--qat-steps 300`) does."""
     from lmliqa.export._graph import export_program, load_for_export, module_runner, program_runner
     from lmliqa.fidelity import compare
     from lmliqa.models.checkpoint import save_checkpoint

@@ -376,8 +376,9 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
 
 @pytest.mark.parametrize("deploy", ["student", "teacher"])
 def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, synthetic_dir, deploy):
-    """--qat-from: every conv and linear trains fake-quantized (int8 weights, uint8 inputs); the checkpoint is the
-    plain float network (it loads as any other), which differs from the start; the run records how it was made.
+    """--qat-from --qat-recipe eager: every conv and linear trains fake-quantized (int8 weights, uint8 inputs); the
+    checkpoint is the plain float network (it loads as any other), which differs from the start; the run records how
+    it was made.
     deploy=teacher (the mobile recipe's): the EMA copy follows the observers' buffers, which size themselves on the
     first step (per-channel weight ranges: [1] -> [out channels])."""
     import torch
@@ -387,7 +388,8 @@ def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, syn
     data = f"synthetic:{synthetic_dir}"
     run(tmp_path / "a", data=data, split="random:0", max_steps=2, lml_weight=0.0)
     start = tmp_path / "a" / "final.safetensors"
-    args = ["train", "--preset", "tiny", "--qat-from", str(start), "--data", data, "--split", "random:0",
+    args = ["train", "--preset", "tiny", "--qat-from", str(start), "--qat-recipe", "eager", "--data", data,
+            "--split", "random:0",
             "--out", str(tmp_path / "q"), "--threads", "2", "--set", "lml_weight=0", "--set", "images_per_step=4",
             "--set", "crops_per_image=3", "--set", "eval_every=0", "--set", f"deploy={deploy}",
             "--set", "checkpoint_every=1"]

@@ -7,6 +7,11 @@ import dataclasses
 import json
 import os
 
+# the graph QAT recipe's defaults: what was measured on the default model (README "Quantization-aware fine-tuning")
+QAT_STEPS = 1500
+GRAPH_QAT_SETTINGS = {"lr": float, "seed": int, "float_weight": float}
+GRAPH_QAT_DEFAULTS = {"float_weight": 1.0}
+
 
 def register(sub) -> None:
     from .. import presets
@@ -14,7 +19,8 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train LML-IQA (or the plain-regression baseline)",
                        description="Layers: defaults < the preset's recipe (lmliqa/recipes/RECIPE.yaml) < --config < "
                                    "flags < --set. Under torchrun every process runs this command (DDP).")
-    p.add_argument("--preset", required=True, choices=presets.names())
+    p.add_argument("--preset", choices=presets.names(), help="the recipe (required, except for --qat-from with the "
+                   "graph recipe: the checkpoint names its network)")
     p.add_argument("--data", action="append", help="data spec (default: the recipe's, else synthetic); repeat it (or "
                    "join specs with commas) to train on several data sets at once")
     p.add_argument("--data-weights", help="with several data sets: photos of each per epoch, as a fraction of its "
@@ -33,17 +39,34 @@ def register(sub) -> None:
     p.add_argument("--lml-weight", type=float, help="lambda of the LML loss; 0 = plain regression baseline")
     p.add_argument("--threads", type=int)
     p.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
-    p.add_argument("--qat-from", metavar="CKPT", help="quantization-aware fine-tuning of a trained checkpoint (every "
-                   "conv and linear fake-quantized as INT8 deploys it; defaults: 2 epochs, a tenth of the recipe's "
-                   "learning rate, no warm-up); then `lmliqa quantize --float-scope none`")
+    p.add_argument("--qat-from", metavar="CKPT", help="quantization-aware fine-tuning of a trained checkpoint "
+                   "('default': the package's model) into an ordinary checkpoint OUT/final.safetensors whose INT8 "
+                   "artifacts need no float scope; then `lmliqa quantize/release --float-scope none` (see "
+                   "--qat-recipe)")
+    p.add_argument("--qat-recipe", choices=["graph", "eager"], default="graph",
+                   help="graph (default): PT2E QAT of the whole exported network through LiteRT's INT8 quantizer, "
+                   "distilling the checkpoint's crop scores with and without fake quantization (--max-steps, default "
+                   f"{QAT_STEPS}; --set lr=/seed=/float_weight=; --qat-val: validation photos it never trains on); "
+                   "eager: every Conv2d and Linear fake-quantized in the training engine (2 epochs, a tenth of the "
+                   "recipe's learning rate, no warm-up; DDP, AMP and --resume as any run)")
+    p.add_argument("--qat-val", metavar="SPEC", help="graph recipe: the validation photos (default: some of --data, "
+                   "then left out of training)")
+    p.add_argument("--qat-val-images", type=int, default=96, metavar="N", help="graph recipe: how many validation "
+                   "photos measure the float network's drift (default 96)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any training option (repeatable)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
     from ..train.config import parse_set, resolve_config
     from ..train.protocol import expand_split, run_protocol
+
+    if args.qat_from and args.qat_recipe == "graph":
+        return _qat_checkpoint(args)
+    if not args.preset:
+        raise ConfigError("lmliqa train: --preset is required (except for --qat-from with --qat-recipe graph)")
 
     weights = [float(w) for w in args.data_weights.split(",")] if args.data_weights else None
     overrides = {"data": ",".join(args.data) if args.data else None, "data_weights": weights,
@@ -72,6 +95,41 @@ def run(args: argparse.Namespace) -> int:
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary, indent=2) if args.json else _format_summary(cfg.out, summary))
+    return 0
+
+
+def _qat_checkpoint(args: argparse.Namespace) -> int:
+    """--qat-from with the graph recipe: lmliqa.quantize._qat.fine_tune_checkpoint into OUT/final.safetensors."""
+    from ..errors import ConfigError
+    from ..quantize._qat import QATOptions, fine_tune_checkpoint
+    from ._common import checkpoint_path
+
+    if not args.data or not args.out:
+        raise ConfigError("lmliqa train --qat-from (graph recipe): --data (the photos it fine-tunes on) and --out "
+                          "are required")
+    settings = dict(GRAPH_QAT_DEFAULTS)
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if key not in GRAPH_QAT_SETTINGS:
+            raise ConfigError(f"--set {key}: the graph QAT recipe takes {', '.join(GRAPH_QAT_SETTINGS)} (the training "
+                              "engine's options belong to --qat-recipe eager)")
+        settings[key] = GRAPH_QAT_SETTINGS[key](value)
+    options = QATOptions(steps=args.max_steps or QAT_STEPS, device=args.device or "auto", **settings)
+    if args.seed is not None:
+        options = dataclasses.replace(options, seed=args.seed)
+    out = os.path.join(args.out, "final.safetensors")
+    record = fine_tune_checkpoint(checkpoint_path(args.qat_from), ",".join(args.data), out, options,
+                                  n_val=args.qat_val_images, val_spec=args.qat_val)
+    drift = record["validation"]["float_before_vs_after"]
+    summary = {"checkpoint": out, "steps": record["steps"], "train_seconds": record["train_seconds"],
+               "loss_first": record["loss_first"], "loss_last": record["loss_last"],
+               "float_before_vs_after": {k: drift[k] for k in ("mean_abs", "max_abs", "srcc_vs_mos",
+                                                                "srcc_vs_mos_ref")}}
+    print(json.dumps(summary, indent=2) if args.json else
+          f"QAT {record['steps']} steps in {record['train_seconds']:.0f} s -> {out}\nits float network against the "
+          f"start on {record['validation']['n_images']} validation photos: mean / max |d| {drift['mean_abs']:.3f} / "
+          f"{drift['max_abs']:.3f}, SRCC vs MOS {drift['srcc_vs_mos']:.4f} (start {drift['srcc_vs_mos_ref']:.4f})\n"
+          f"next: lmliqa quantize --checkpoint {out} --float-scope none ...")
     return 0
 
 

@@ -172,19 +172,24 @@ def test_qat_checkpoint_writes_the_trained_weights_back_into_the_network():
 
 
 def test_a_qat_checkpoint_records_its_lineage_and_its_float_drift(livec_run, livec_train_dir, livec_eval_dir,
-                                                                    tmp_path):
-    """quantize/_qat.py fine_tune_checkpoint on the CI model (its training photos, a few steps): an ordinary checkpoint
-    that names what it trained on and started from (a release checks its evaluation photos against both, through
-    lmliqa.data.training_photos) and how far its float network moved from the original on photos it never saw."""
+                                                                    tmp_path, capsys):
+    """`lmliqa train --qat-from` (graph recipe: quantize/_qat.py fine_tune_checkpoint) on the CI model (its training
+    photos, a few steps): an ordinary checkpoint that names what it trained on and started from (a release checks its
+    evaluation photos against both, through lmliqa.data.training_photos) and how far its float network moved from the
+    original on photos it never saw."""
+    from lmliqa.cli import main
     from lmliqa.data import training_photos
     from lmliqa.manifest import sha256_file
     from lmliqa.models.checkpoint import load_checkpoint, read_metadata
-    from lmliqa.quantize._qat import QATOptions, fine_tune_checkpoint
 
     before = livec_run[0] / "final.safetensors"
-    after = tmp_path / "qat.safetensors"
-    fine_tune_checkpoint(before, f"folder:{livec_train_dir}", after, QATOptions(8, device="cpu", float_weight=1.0),
-                         n_val=40, val_spec=f"folder:{livec_eval_dir}")
+    args = ["train", "--qat-from", str(before), "--data", f"folder:{livec_train_dir}", "--out", str(tmp_path / "q"),
+            "--device", "cpu", "--qat-val", f"folder:{livec_eval_dir}", "--qat-val-images", "40"]
+    assert main(args + ["--set", "epochs=2"]) == 2
+    assert "--set epochs: the graph QAT recipe takes lr, seed, float_weight" in capsys.readouterr().err
+    assert main(args + ["--max-steps", "8"]) == 0
+    assert "its float network against the start on 40 validation photos" in capsys.readouterr().out
+    after = tmp_path / "q" / "final.safetensors"
     extra = read_metadata(after)["extra"]
     qat = extra["qat"]
     assert qat["steps"] == 8 and qat["photos"] == 160 and qat["float_weight"] == 1.0
