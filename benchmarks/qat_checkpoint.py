@@ -9,8 +9,8 @@ comes to its own float model (the INT8 gate) on validation photos neither step t
         --photos folder:../shared/data/livec-dev,folder:BIQ_EVERY_10TH --val folder:BIQ_OTHER_96 --steps 1500 \
         --work runs/qat_checkpoint --out benchmarks/results/DATE-qat-checkpoint-default-model.json
 
-`--qat-checkpoint FILE` skips the fine-tuning and quantizes a checkpoint this script (or `lmliqa train --qat-from`) wrote
-before; its QAT record is read from the checkpoint.
+`--qat-checkpoint FILE` skips the fine-tuning and quantizes a checkpoint this script (or `lmliqa train --qat-from`)
+wrote before; its QAT record is read from the checkpoint.
 """
 
 from __future__ import annotations
