@@ -374,6 +374,19 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
                              threads=2))
 
 
+def test_the_graph_qat_recipe_refuses_the_training_engines_options(tmp_path, capsys):
+    """`lmliqa train --qat-from` (graph recipe: quantize/_qat.py fine_tune_checkpoint) names the options it would
+    otherwise ignore (an interrupted QAT does not --resume; epochs and splits are the engine's), before any work."""
+    base = ["train", "--qat-from", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "q")]
+    assert main(base) == 2
+    assert "--data (the photos it fine-tunes on) and --out are required" in capsys.readouterr().err
+    assert main(base + ["--data", "folder:x", "--resume", "--epochs", "2"]) == 2
+    assert "--epochs, --resume: the training engine's options" in capsys.readouterr().err
+    assert main(base + ["--data", "folder:x", "--set", "lml_weight=0"]) == 2
+    assert "--set lml_weight: the graph QAT recipe takes lr, seed, float_weight" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()
+
+
 @pytest.mark.parametrize("deploy", ["student", "teacher"])
 def test_qat_fine_tunes_fake_quantized_and_saves_the_float_network(tmp_path, synthetic_dir, deploy):
     """--qat-from --qat-recipe eager: every conv and linear trains fake-quantized (int8 weights, uint8 inputs); the

@@ -107,6 +107,18 @@ def _qat_checkpoint(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise ConfigError("lmliqa train --qat-from (graph recipe): --data (the photos it fine-tunes on) and --out "
                           "are required")
+    ignored = [flag for flag, value in (("--epochs", args.epochs), ("--split", args.split), ("--resume", args.resume),
+                                        ("--config", args.config), ("--data-weights", args.data_weights),
+                                        ("--pretrained", args.pretrained), ("--lml-weight", args.lml_weight),
+                                        ("--amp", args.amp)) if value]
+    if ignored:
+        raise ConfigError(f"{', '.join(ignored)}: the training engine's options; the graph QAT recipe takes --data, "
+                          "--out, --max-steps, --device, --seed, --threads, --qat-val, --qat-val-images and --set "
+                          f"{'/'.join(GRAPH_QAT_SETTINGS)} (or use --qat-recipe eager)")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = dict(GRAPH_QAT_DEFAULTS)
     for item in args.set or []:
         key, _, value = item.partition("=")
