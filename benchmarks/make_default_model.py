@@ -142,6 +142,33 @@ def train_command(train: dict) -> str:
     return cmd + "".join(f" --set {k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sets.items())
 
 
+def qat_command(qat: dict) -> str:
+    """The `lmliqa train --qat-from` command line of a QAT checkpoint's recorded fine-tuning (quantize/_qat.py)."""
+    cmd = (f"lmliqa train --qat-from {qat['source_checkpoint']} --data {qat['photos_spec']} --max-steps {qat['steps']} "
+           f"--set lr={qat['lr']:g} --set float_weight={qat['float_weight']:g} --set seed={qat['seed']}")
+    val = qat["validation"]
+    return cmd + (f" --qat-val {val['spec']}" if val["spec"] != qat["photos_spec"] else "") + \
+        f" --qat-val-images {val['n_images']}"
+
+
+def training_record(extra: dict) -> dict:
+    """How the released checkpoint (metadata EXTRA) was trained: its command, the checkpoint it started from, its
+    data and numbers; a QAT checkpoint (which="qat") names its fine-tuning and the training of its source."""
+    common = {"checkpoint_sha256": extra["weights_stored"]["rounded_from_sha256"],   # the trained fp32 file's
+              "data": extra["dataset"]}
+    start = extra.get("init_from")
+    if extra.get("which") == "qat":
+        qat = extra["qat"]
+        return {"command": qat_command(qat), **common,
+                "started_from": {k: v for k, v in start.items() if k not in ("train_images_sha256", "train_config")},
+                "source_training_command": train_command(start["train_config"]),
+                "summary": {"qat": {k: qat[k] for k in ("steps", "train_seconds", "loss_first", "loss_last")},
+                            "float_before_vs_after": qat["validation"]["float_before_vs_after"]}}
+    return {"command": train_command(extra["train_config"]), **common,
+            "started_from": start and {k: v for k, v in start.items() if k != "train_images_sha256"},
+            "summary": extra.get("metrics")}
+
+
 def write_results(path: Path, release: Path, half: Path, size: float) -> None:
     """The default model's record for benchmarks/results: how it was trained (HALF: the fp16-stored checkpoint it
     shipped) and released, and its numbers."""
@@ -150,16 +177,10 @@ def write_results(path: Path, release: Path, half: Path, size: float) -> None:
     from lmliqa.provenance import provenance
 
     m = read_manifest(release)
-    extra = read_metadata(half)["extra"]
-    train = extra["train_config"]
+    training = training_record(read_metadata(half)["extra"])
     path.write_text(json.dumps({
         "provenance": provenance(),
-        "training": {"command": train_command(train),
-                     "started_from": extra.get("init_from") and {k: v for k, v in extra["init_from"].items()
-                                                                 if k != "train_images_sha256"},
-                     # the trained fp32 file's hash, which the fp16-stored one records
-                     "checkpoint_sha256": extra["weights_stored"]["rounded_from_sha256"], "data": extra["dataset"],
-                     "n_images": m["checkpoint"]["trained_on"]["n_images"], "summary": extra.get("metrics")},
+        "training": {**training, "n_images": m["checkpoint"]["trained_on"]["n_images"]},
         "release": {"name": m["name"], "command": m["provenance"]["command"], "commit": m["provenance"]["commit"],
                     "data": m["data"], "accuracy": m["accuracy"], "cross_validation": m["cross_validation"],
                     "artifacts": {n: {k: a[k] for k in ("target", "precision", "gates")}
