@@ -130,19 +130,16 @@ def openvino_io_ops(ov_model, program) -> list[str]:
     from ._graph import io_ops
 
     aten = io_ops(program)
-    names: list[str] = []
+    names: dict[str, None] = {}           # ordered, with set membership
     for op in ov_model.get_ordered_ops():
-        kind = op.get_type_name()
+        kind, name = op.get_type_name(), op.get_friendly_name()
         if kind in ("Constant", "Parameter", "Result"):
             continue
-        if op.get_friendly_name().split("/", 1)[0] in aten:
-            names.append(op.get_friendly_name())
-            continue
         sources = [i.get_source_output().get_node() for i in op.inputs()]
-        inputs = [s.get_friendly_name() for s in sources if s.get_type_name() != "Constant"]
-        if kind in ELEMENTWISE and inputs and set(inputs) <= set(names):
-            names.append(op.get_friendly_name())
-    return names
+        inputs = {s.get_friendly_name() for s in sources if s.get_type_name() != "Constant"}
+        if name.split("/", 1)[0] in aten or (kind in ELEMENTWISE and inputs and inputs <= names.keys()):
+            names[name] = None
+    return list(names)
 
 
 def _ov_conv_weight_shape(op) -> tuple[int, ...]:

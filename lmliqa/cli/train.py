@@ -9,7 +9,7 @@ import os
 
 # the graph QAT recipe's defaults: what was measured on the default model (README "Quantization-aware fine-tuning")
 QAT_STEPS = 1500
-GRAPH_QAT_SETTINGS = {"lr": float, "seed": int, "float_weight": float}
+GRAPH_QAT_SETTINGS = ("lr", "seed", "float_weight")          # the QATOptions fields --set may change
 GRAPH_QAT_DEFAULTS = {"float_weight": 1.0}
 
 
@@ -102,6 +102,7 @@ def _qat_checkpoint(args: argparse.Namespace) -> int:
     """--qat-from with the graph recipe: lmliqa.quantize._qat.fine_tune_checkpoint into OUT/final.safetensors."""
     from ..errors import ConfigError
     from ..quantize._qat import QATOptions, fine_tune_checkpoint
+    from ..train.config import parse_set
     from ._common import checkpoint_path
 
     if not args.data or not args.out:
@@ -119,16 +120,15 @@ def _qat_checkpoint(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    settings = dict(GRAPH_QAT_DEFAULTS)
-    for item in args.set or []:
-        key, _, value = item.partition("=")
+    for key in (item.partition("=")[0] for item in args.set or []):
         if key not in GRAPH_QAT_SETTINGS:
             raise ConfigError(f"--set {key}: the graph QAT recipe takes {', '.join(GRAPH_QAT_SETTINGS)} (the training "
                               "engine's options belong to --qat-recipe eager)")
-        settings[key] = GRAPH_QAT_SETTINGS[key](value)
-    options = QATOptions(steps=args.max_steps or QAT_STEPS, device=args.device or "auto", **settings)
+    fields = {f.name: f for f in dataclasses.fields(QATOptions) if f.name in GRAPH_QAT_SETTINGS}
+    settings = {**GRAPH_QAT_DEFAULTS, **parse_set(args.set or [], fields)}
     if args.seed is not None:
-        options = dataclasses.replace(options, seed=args.seed)
+        settings["seed"] = args.seed
+    options = QATOptions(steps=args.max_steps or QAT_STEPS, device=args.device or "auto", **settings)
     out = os.path.join(args.out, "final.safetensors")
     record = fine_tune_checkpoint(checkpoint_path(args.qat_from), ",".join(args.data), out, options,
                                   n_val=args.qat_val_images, val_spec=args.qat_val)

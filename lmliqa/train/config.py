@@ -125,12 +125,13 @@ def resolve_config(preset: str, config_file: str | None = None, **overrides: Any
     return TrainConfig(**values)
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """--set key=value pairs, values parsed as YAML scalars/lists (so every option is overridable)."""
+def parse_set(items: list[str], fields: dict[str, dataclasses.Field] | None = None) -> dict[str, Any]:
+    """--set key=value pairs, values parsed as YAML scalars/lists (so every option is overridable) and coerced to the
+    type of their field in FIELDS (default: TrainConfig's)."""
     import yaml
 
     out = {}
-    fields = TrainConfig.fields()
+    fields = TrainConfig.fields() if fields is None else fields
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
