@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,9 @@ class QATOptions:
     seed: int = 0
     device: str = "auto"              # where it trains: auto (CUDA when visible), cpu, cuda, cuda:N
     float_weight: float = 0.0         # > 0: also distil the same weights with fake quantization off (qat_checkpoint)
+    state_file: Path | None = None    # the training state is saved here every save_every steps (`QATState`)
+    save_every: int = 100
+    resume: bool = False              # continue from state_file (the same run: options, photos, source weights)
 
     def torch_device(self) -> torch.device:
         from lmliqa.errors import ConfigError
@@ -83,6 +87,81 @@ def fake_quant_config(config):
                                weight=fake(config.weight, PerChannelMinMaxObserver if per_channel else MinMaxObserver))
 
 
+class StepLog:
+    """Steps START..TOTAL-1 of a run called DESC: a tqdm bar on a terminal; anywhere else (a log file, nohup, CI) a line
+    on stderr every EVERY steps (default a twentieth of the run) with the recent loss (`loss`), the time per step and
+    the time left, so an hour-long CPU run shows its progress wherever its output goes."""
+
+    def __init__(self, desc: str, total: int, start: int = 0, every: int | None = None) -> None:
+        from tqdm import tqdm
+
+        self.desc, self.total, self.start = desc, total, start
+        self.every = every or max(1, total // 20)
+        self.bar = tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True) \
+            if sys.stderr.isatty() else None
+        self.recent: list[float] = []
+
+    def loss(self, value: float) -> None:
+        self.recent.append(value)
+
+    def __iter__(self):
+        t0 = time.perf_counter()
+        for step in range(self.start, self.total):
+            yield step
+            if self.bar is not None:
+                self.bar.update(1)
+                continue
+            done = step + 1
+            if done % self.every == 0 or done == self.total:
+                per_step = (time.perf_counter() - t0) / (done - self.start)
+                loss = f", loss {np.mean(self.recent):.4g}" if self.recent else ""
+                print(f"{self.desc}: step {done}/{self.total}{loss}, {per_step:.2f} s/step, about "
+                      f"{per_step * (self.total - done) / 60:.0f} min left", file=sys.stderr, flush=True)
+                self.recent.clear()
+        if self.bar is not None:
+            self.bar.close()
+
+
+class QATState:
+    """An interrupted QAT run's progress in FILE: the fake-quantized module (weights, frozen ranges), optimizer,
+    schedule, loss history, the batches' and torch's random state, and a fingerprint of the run (options, batch,
+    photo count, fake quantizers, the source weights' checksum), so a resumed run trains on from where it stopped to
+    the same weights as an uninterrupted one, and a different run is refused instead of continued."""
+
+    def __init__(self, file: Path, fingerprint: dict[str, Any]) -> None:
+        self.file, self.fingerprint = Path(file), fingerprint
+
+    def save(self, step: int, prepared, opt, sched, batches, losses: list[float], float_losses: list[float],
+             seconds: float) -> None:
+        tmp = self.file.with_name(self.file.name + ".tmp")
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"fingerprint": self.fingerprint, "step": step, "module": prepared.state_dict(),
+                    "optimizer": opt.state_dict(), "schedule": sched.state_dict(), "batches": batches.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "losses": losses, "float_losses": float_losses,
+                    "train_seconds": seconds}, tmp)
+        tmp.replace(self.file)                   # a run killed while saving keeps the previous state
+
+    def restore(self, prepared, opt, sched, batches, device: torch.device) -> dict[str, Any]:
+        """Loads the saved state into the run's objects; returns the saved record (step, losses, train_seconds)."""
+        from lmliqa.errors import ConfigError
+
+        if not self.file.exists():
+            raise ConfigError(f"--resume: no QAT state to continue in {self.file} (a run saves one every few "
+                              "hundred steps)")
+        state = torch.load(self.file, map_location=device, weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            diff = sorted(k for k in {**state["fingerprint"], **self.fingerprint}
+                          if state["fingerprint"].get(k) != self.fingerprint.get(k))
+            raise ConfigError(f"--resume: {self.file} is another QAT run (differs in {', '.join(diff)}); start it "
+                              "again without --resume or give the same options")
+        prepared.load_state_dict(state["module"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        return state
+
+
 class PhotoBatches:
     """Endless fixed-size batches of training crops: a random photo's evaluation crops (the deployment contract's,
     decoded when needed), mirrored half of the time, topped up from the next photo when one has fewer crops than
@@ -94,6 +173,13 @@ class PhotoBatches:
         self.photos, self.contract, self.batch = photos, contract, batch
         self.rng = np.random.default_rng(seed)
         self.skipped: list[str] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "skipped": list(self.skipped)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.skipped = list(state["skipped"])
 
     def _crops(self) -> np.ndarray:
         for _ in range(len(self.photos)):
@@ -147,7 +233,6 @@ def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: Ph
     from torchao.quantization.pt2e.fake_quantize import FakeQuantize
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
-    from tqdm import tqdm
 
     t0 = time.perf_counter()
     torch.manual_seed(options.seed)
@@ -164,9 +249,20 @@ def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: Ph
     params = [p.requires_grad_(True) for p in prepared.parameters()]
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))
-    losses, float_losses, t_train = [], [], time.perf_counter()
-    # disable=None: a bar on a terminal only (a log file gets none)
-    for _ in tqdm(range(options.steps), desc="QAT", unit="step", disable=None, dynamic_ncols=True):
+    losses, float_losses, start, done_before = [], [], 0, 0.0
+    saver = options.state_file and QATState(options.state_file, {
+        "steps": options.steps, "lr": options.lr, "seed": options.seed, "float_weight": options.float_weight,
+        "batch": batch, "photos": len(batches.photos), "fake_quantizers": len(fakes),
+        "source_weights": round(float(sum(p.detach().double().sum() for p in teacher.parameters())), 6)})
+    if options.resume:
+        if not saver:
+            raise ValueError("QATOptions.resume needs a state_file")
+        state = saver.restore(prepared, opt, sched, batches, device)
+        start, losses, float_losses = state["step"], state["losses"], state["float_losses"]
+        done_before = state["train_seconds"]
+    t_train = time.perf_counter()
+    progress = StepLog("QAT", options.steps, start)
+    for step in progress:
         x = next(batches).to(device, non_blocking=True)
         with torch.no_grad():
             target = teacher(x)
@@ -184,7 +280,11 @@ def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: Ph
         opt.step()
         sched.step()
         losses.append(loss.item())
-    t_train = time.perf_counter() - t_train                  # loss.item() synchronizes a GPU every step
+        progress.loss(losses[-1])
+        if saver and (step + 1) % options.save_every == 0 and step + 1 < options.steps:
+            saver.save(step + 1, prepared, opt, sched, batches, losses, float_losses,
+                       done_before + time.perf_counter() - t_train)
+    t_train = done_before + time.perf_counter() - t_train    # loss.item() synchronizes a GPU every step
     prepared = on_device(prepared, torch.device("cpu"))       # converted and lowered on the CPU, as PTQ
     record = {"recipe": "PT2E prepare_qat_pt2e on the target's quantizer graph, BatchNorm folded, activation ranges "
                         "calibrated then frozen, distilling the float program", "steps": options.steps,
@@ -192,7 +292,8 @@ def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: Ph
               "photos": len(batches.photos),
               "photos_skipped": batches.skipped[:20], "n_fake_quantizers": len(fakes),
               "loss_first": _window_mean(losses, first=True), "loss_last": _window_mean(losses, first=False),
-              "seconds": round(time.perf_counter() - t0, 1), "train_seconds": round(t_train, 1)}
+              "seconds": round(time.perf_counter() - t0 + done_before, 1), "train_seconds": round(t_train, 1),
+              "resumed_at_step": start or None}
     if options.float_weight:
         record.update(float_weight=options.float_weight, float_loss_first=_window_mean(float_losses, first=True),
                       float_loss_last=_window_mean(float_losses, first=False))
@@ -332,6 +433,8 @@ def fine_tune_checkpoint(checkpoint: str | Path, spec: str, out: str | Path, opt
                   validation={**val.record(val_spec or spec), "float_before_vs_after":
                               compare(before, after, val.mos, val.file_names).to_dict()})
     save_checkpoint(out, trained, lineage(checkpoint, spec, batches.photos, record))
+    if options.state_file is not None:
+        Path(options.state_file).unlink(missing_ok=True)        # the checkpoint is written: nothing left to resume
     return record
 
 

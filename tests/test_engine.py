@@ -376,12 +376,12 @@ def test_init_from_starts_from_a_trained_checkpoint_of_the_same_network(tmp_path
 
 def test_the_graph_qat_recipe_refuses_the_training_engines_options(tmp_path, capsys):
     """`lmliqa train --qat-from` (graph recipe: quantize/_qat.py fine_tune_checkpoint) names the options it would
-    otherwise ignore (an interrupted QAT does not --resume; epochs and splits are the engine's), before any work."""
+    otherwise ignore (epochs and splits are the engine's; --resume continues OUT/qat_state.pt), before any work."""
     base = ["train", "--qat-from", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "q")]
     assert main(base) == 2
     assert "--data (the photos it fine-tunes on) and --out are required" in capsys.readouterr().err
-    assert main(base + ["--data", "folder:x", "--resume", "--epochs", "2"]) == 2
-    assert "--epochs, --resume: the training engine's options" in capsys.readouterr().err
+    assert main(base + ["--data", "folder:x", "--split", "all", "--epochs", "2"]) == 2
+    assert "--epochs, --split: the training engine's options" in capsys.readouterr().err
     assert main(base + ["--data", "folder:x", "--set", "lml_weight=0"]) == 2
     assert "--set lml_weight: the graph QAT recipe takes lr, seed, float_weight" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()

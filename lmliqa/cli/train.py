@@ -6,9 +6,11 @@ import argparse
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 # the graph QAT recipe's defaults: what was measured on the default model (README "Quantization-aware fine-tuning")
 QAT_STEPS = 1500
+QAT_STATE = "qat_state.pt"        # the graph recipe's progress in OUT, saved every 100 steps (--resume continues it)
 GRAPH_QAT_SETTINGS = ("lr", "seed", "float_weight")          # the QATOptions fields --set may change
 GRAPH_QAT_DEFAULTS = {"float_weight": 1.0}
 
@@ -38,7 +40,8 @@ def register(sub) -> None:
     p.add_argument("--pretrained", help="none | offline | hub | a weights file (default: the preset's)")
     p.add_argument("--lml-weight", type=float, help="lambda of the LML loss; 0 = plain regression baseline")
     p.add_argument("--threads", type=int)
-    p.add_argument("--resume", action="store_true", help="continue OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue OUT/last.pt (--qat-from, graph recipe: OUT/{QAT_STATE})")
     p.add_argument("--qat-from", metavar="CKPT", help="quantization-aware fine-tuning of a trained checkpoint "
                    "('default': the package's model) into an ordinary checkpoint OUT/final.safetensors whose INT8 "
                    "artifacts need no float scope; then `lmliqa quantize/release --float-scope none` (see "
@@ -108,13 +111,14 @@ def _qat_checkpoint(args: argparse.Namespace) -> int:
     if not args.data or not args.out:
         raise ConfigError("lmliqa train --qat-from (graph recipe): --data (the photos it fine-tunes on) and --out "
                           "are required")
-    ignored = [flag for flag, value in (("--epochs", args.epochs), ("--split", args.split), ("--resume", args.resume),
+    ignored = [flag for flag, value in (("--epochs", args.epochs), ("--split", args.split),
                                         ("--config", args.config), ("--data-weights", args.data_weights),
                                         ("--pretrained", args.pretrained), ("--lml-weight", args.lml_weight),
                                         ("--amp", args.amp)) if value]
     if ignored:
         raise ConfigError(f"{', '.join(ignored)}: the training engine's options; the graph QAT recipe takes --data, "
-                          "--out, --max-steps, --device, --seed, --threads, --qat-val, --qat-val-images and --set "
+                          "--out, --resume, --max-steps, --device, --seed, --threads, --qat-val, --qat-val-images and "
+                          "--set "
                           f"{'/'.join(GRAPH_QAT_SETTINGS)} (or use --qat-recipe eager)")
     if args.threads:
         import torch
@@ -128,7 +132,8 @@ def _qat_checkpoint(args: argparse.Namespace) -> int:
     settings = {**GRAPH_QAT_DEFAULTS, **parse_set(args.set or [], fields)}
     if args.seed is not None:
         settings["seed"] = args.seed
-    options = QATOptions(steps=args.max_steps or QAT_STEPS, device=args.device or "auto", **settings)
+    options = QATOptions(steps=args.max_steps or QAT_STEPS, device=args.device or "auto",
+                         state_file=Path(args.out) / QAT_STATE, resume=bool(args.resume), **settings)
     out = os.path.join(args.out, "final.safetensors")
     record = fine_tune_checkpoint(checkpoint_path(args.qat_from), ",".join(args.data), out, options,
                                   n_val=args.qat_val_images, val_spec=args.qat_val)

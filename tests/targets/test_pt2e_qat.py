@@ -204,3 +204,70 @@ def test_a_qat_checkpoint_records_its_lineage_and_its_float_drift(livec_run, liv
     assert spec == f"folder:{livec_train_dir}, then folder:{livec_train_dir}" and len(photos) == 160
     model, _ = load_checkpoint(after)           # loads as any checkpoint
     assert sum(m.weight.eq(1).all().item() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)) > 20
+
+
+def test_an_interrupted_qat_run_resumes_to_the_same_weights(tmp_path):
+    """QATOptions.state_file / resume (`lmliqa train --qat-from ... --resume`): a run killed after 7 steps and resumed
+    from the state it saved at step 6 ends with the weights of an uninterrupted 8-step run (the batches' random state,
+    optimizer, schedule and frozen ranges restored); a different run or a missing state is refused by name."""
+    import types
+
+    import numpy as np
+    import torch
+    from torchao.testing.pt2e._xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+
+    from lmliqa.errors import ConfigError
+    from lmliqa.quantize._qat import QATOptions, fake_quant_config, qat_checkpoint
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(0), torch.nn.Unflatten(0, (-1, 8)),
+                              torch.nn.Linear(8, 1), torch.nn.Flatten(0)).eval()
+    program = torch.export.export(net, (torch.randn(4, 3, 16, 16),))
+
+    class Batches:
+        photos, skipped = ["synthetic"] * 4, []
+
+        def __init__(self, fail_at: int | None = None):
+            self.rng, self.calls, self.fail_at = np.random.default_rng(1), 0, fail_at
+
+        def state_dict(self):
+            return {"rng": self.rng.bit_generator.state}
+
+        def load_state_dict(self, state):
+            self.rng.bit_generator.state = state["rng"]
+
+        def __next__(self):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise KeyboardInterrupt        # the run is killed
+            x = self.rng.normal(size=(4, 3, 16, 16)) * self.rng.uniform(0.3, 2.0, (4, 1, 1, 1))
+            return torch.from_numpy(x.astype(np.float32))
+
+    calib = types.SimpleNamespace(crops=[np.random.default_rng(2).normal(size=(4, 3, 16, 16)).astype(np.float32)
+                                         for _ in range(4)])
+
+    def run(batches, **kw):
+        quantizer = XNNPACKQuantizer().set_global(
+            fake_quant_config(get_symmetric_quantization_config(is_per_channel=True, is_qat=True)))
+        options = QATOptions(8, lr=1e-2, device="cpu", float_weight=1.0, save_every=3, **kw)
+        return qat_checkpoint(net, program, 4, quantizer, calib, batches, options)
+
+    whole, record = run(Batches())
+    assert record["resumed_at_step"] is None
+    state = tmp_path / "qat_state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        run(Batches(fail_at=7), state_file=state)
+    assert torch.load(state, weights_only=False)["step"] == 6
+    resumed, record = run(Batches(), state_file=state, resume=True)
+    assert record["resumed_at_step"] == 6 and record["steps"] == 8
+    assert not torch.allclose(whole[6].weight, net[6].weight, atol=1e-4)         # it trained
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), name
+    with pytest.raises(ConfigError, match="differs in lr"):
+        quantizer = XNNPACKQuantizer().set_global(
+            fake_quant_config(get_symmetric_quantization_config(is_per_channel=True, is_qat=True)))
+        qat_checkpoint(net, program, 4, quantizer, calib, Batches(),
+                       QATOptions(8, lr=1e-3, device="cpu", float_weight=1.0, state_file=state, resume=True))
+    with pytest.raises(ConfigError, match="no QAT state"):
+        run(Batches(), state_file=tmp_path / "none.pt", resume=True)
