@@ -131,6 +131,18 @@ class QATState:
     def __init__(self, file: Path, fingerprint: dict[str, Any]) -> None:
         self.file, self.fingerprint = Path(file), fingerprint
 
+    @classmethod
+    def of_run(cls, options: QATOptions, batch: int, batches, fakes: list, teacher) -> QATState | None:
+        """The state of the run OPTIONS describe (None without options.state_file)."""
+        if options.state_file is None:
+            if options.resume:
+                raise ValueError("QATOptions.resume needs a state_file")
+            return None
+        return cls(options.state_file, {
+            "steps": options.steps, "lr": options.lr, "seed": options.seed, "float_weight": options.float_weight,
+            "batch": batch, "photos": len(batches.photos), "fake_quantizers": len(fakes),
+            "source_weights": round(float(sum(p.detach().double().sum() for p in teacher.parameters())), 6)})
+
     def save(self, step: int, prepared, opt, sched, batches, losses: list[float], float_losses: list[float],
              seconds: float) -> None:
         tmp = self.file.with_name(self.file.name + ".tmp")
@@ -249,17 +261,10 @@ def train_fake_quantized(ep, batch: int, quantizer, calib: ImageSet, batches: Ph
     params = [p.requires_grad_(True) for p in prepared.parameters()]
     opt = torch.optim.AdamW(params, lr=options.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(options.steps, 1))
-    losses, float_losses, start, done_before = [], [], 0, 0.0
-    saver = options.state_file and QATState(options.state_file, {
-        "steps": options.steps, "lr": options.lr, "seed": options.seed, "float_weight": options.float_weight,
-        "batch": batch, "photos": len(batches.photos), "fake_quantizers": len(fakes),
-        "source_weights": round(float(sum(p.detach().double().sum() for p in teacher.parameters())), 6)})
-    if options.resume:
-        if not saver:
-            raise ValueError("QATOptions.resume needs a state_file")
-        state = saver.restore(prepared, opt, sched, batches, device)
-        start, losses, float_losses = state["step"], state["losses"], state["float_losses"]
-        done_before = state["train_seconds"]
+    saver = QATState.of_run(options, batch, batches, fakes, teacher)
+    state = saver.restore(prepared, opt, sched, batches, device) if options.resume else {}
+    start, done_before = state.get("step", 0), state.get("train_seconds", 0.0)
+    losses, float_losses = state.get("losses", []), state.get("float_losses", [])
     t_train = time.perf_counter()
     progress = StepLog("QAT", options.steps, start)
     for step in progress:
