@@ -160,7 +160,7 @@ class QATState:
         if not self.file.exists():
             raise ConfigError(f"--resume: no QAT state to continue in {self.file} (a run saves one every few "
                               "hundred steps)")
-        state = torch.load(self.file, map_location=device, weights_only=False)
+        state = torch.load(self.file, map_location=device, weights_only=True)   # no pickled code
         if state["fingerprint"] != self.fingerprint:
             diff = sorted(k for k in {**state["fingerprint"], **self.fingerprint}
                           if state["fingerprint"].get(k) != self.fingerprint.get(k))

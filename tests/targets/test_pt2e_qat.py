@@ -258,7 +258,7 @@ def test_an_interrupted_qat_run_resumes_to_the_same_weights(tmp_path):
     state = tmp_path / "qat_state.pt"
     with pytest.raises(KeyboardInterrupt):
         run(Batches(fail_at=7), state_file=state)
-    assert torch.load(state, weights_only=False)["step"] == 6
+    assert torch.load(state, weights_only=True)["step"] == 6
     resumed, record = run(Batches(), state_file=state, resume=True)
     assert record["resumed_at_step"] == 6 and record["steps"] == 8
     assert not torch.allclose(whole[6].weight, net[6].weight, atol=1e-4)         # it trained
