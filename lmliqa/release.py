@@ -160,7 +160,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
     the same set as --calib or --val) and those outside the data set's published test split."""
     from lmliqa.quantize.calib import chosen_indices
 
-    from .data import PhotoSet, evaluation_indices, open_dataset
+    from .data import PhotoSet, evaluation_indices, open_dataset, training_spec
 
     calib_ds, calib_idx, val_ds, val_idx = chosen_indices(cfg.calib, cfg.n_calib, cfg.n_val, cfg.val)
     calib_h = _hashes([calib_ds.records[i].path for i in calib_idx])
@@ -202,7 +202,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
                        "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
         # train_spec: the whole lineage ("A, then B") of a fine-tuned checkpoint (init_from, quantize/_qat.py lineage)
-        "training": {"spec": train_spec or extra.get("dataset"), "split": extra.get("split"),
+        "training": {"spec": train_spec or extra.get("dataset"), "split": training_spec(extra, "split"),
                      "n_images": len(train_set) or None,
                      "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},

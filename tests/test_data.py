@@ -243,6 +243,24 @@ def test_two_data_sets_read_as_one_with_labels_on_the_first_ones_scale(tmp_path)
     assert "BIQ2021" in licence_of(spec)
 
 
+def test_a_fine_tuned_checkpoint_names_the_data_of_its_whole_lineage():
+    """training_spec / training_photos: a checkpoint fine-tuned from another (init_from; e.g. `lmliqa train --qat-from`)
+    names its start's data, then its own, for the spec and the split, also when its recorded photo hashes already
+    cover its start's (train_images_complete: a released fp16 checkpoint); licence_of credits each data set once."""
+    from lmliqa.data import PhotoSet, licence_of, training_photos, training_spec
+
+    first = {"dataset": "livec:L,biq2021:B", "split": "all,official-train", "train_images_sha256": ["a" * 16]}
+    qat = {"dataset": "livec:L,folder:F", "split": "all", "train_images_sha256": ["a" * 16, "b" * 16],
+           "train_images_complete": True, "init_from": first}
+    spec, photos = training_photos({"extra": qat})
+    assert spec == "livec:L,biq2021:B, then livec:L,folder:F" == training_spec(qat)
+    assert training_spec(qat, "split") == "all,official-train, then all"
+    assert photos == PhotoSet(["a" * 16, "b" * 16])
+    assert training_spec(first) == "livec:L,biq2021:B" and training_spec({"init_from": first}) is None
+    assert licence_of(spec) == "; ".join([licence_of("livec:x"), licence_of("biq2021:x"), licence_of("folder:x")])
+    assert licence_of(spec).count("LIVE In the Wild") == 1 and "BIQ2021" in licence_of(spec)
+
+
 def test_photo_sets_compare_content_hashes_by_their_first_16_digits():
     from lmliqa.data import PhotoSet
 

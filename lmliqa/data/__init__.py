@@ -41,8 +41,8 @@ def licence_of(spec: str | None) -> str:
         return "unknown"
     from .multi import split_specs
 
-    if len(specs := split_specs(spec)) > 1:
-        return "; ".join(licence_of(s) for s in specs)
+    if len(specs := [s for step in spec.split(THEN) for s in split_specs(step)]) > 1:
+        return "; ".join(dict.fromkeys(licence_of(s) for s in specs))         # each data set's licence once
     name, _, arg = spec.partition(":")
     name = ALIASES.get(name.lower(), name.lower())
     if name == "synthetic":
@@ -146,6 +146,7 @@ class PhotoSet(frozenset):
 
 
 # what a checkpoint started from another records of it (init_from), for training_photos
+THEN = ", then "    # joins the data of the checkpoint a model started from and its own (training_spec)
 LINEAGE_KEYS = ("dataset", "dataset_name", "dataset_root", "split", "split_seed", "train_images_sha256", "init_from")
 
 
@@ -165,11 +166,19 @@ def training_photos(ckpt_meta: dict) -> tuple[str, PhotoSet]:
     one's photos too (unless the recorded hashes already cover them: ``train_images_complete``). DatasetError when
     this cannot be done here."""
     extra = ckpt_meta.get("extra", {})
-    spec, photos = _own_training_photos(extra)
+    _, photos = _own_training_photos(extra)
     if extra.get("init_from") and not extra.get("train_images_complete"):
-        before_spec, before = training_photos({"extra": extra["init_from"]})
-        return f"{before_spec}, then {spec}", before | photos
-    return spec, photos
+        photos = training_photos({"extra": extra["init_from"]})[1] | photos
+    return training_spec(extra), photos
+
+
+def training_spec(extra: dict, key: str = "dataset") -> str | None:
+    """A checkpoint's data spec (KEY "dataset") or split (KEY "split") after those of the checkpoint it started from
+    (init_from), "A, then B": a fine-tuned model (e.g. `lmliqa train --qat-from`) names all the data it learned from,
+    whether or not its recorded photo hashes already cover its start's (``train_images_complete``)."""
+    own = extra.get(key)
+    before = training_spec(extra["init_from"], key) if extra.get("init_from") else None
+    return f"{before}{THEN}{own}" if before and own else own
 
 
 def _own_training_photos(extra: dict) -> tuple[str, PhotoSet]:
