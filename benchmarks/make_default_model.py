@@ -6,6 +6,9 @@
     # the same network released again (e.g. with quantization-aware INT8 files): its fp16-stored weights are kept
     python benchmarks/make_default_model.py --checkpoint default --qat-steps 400 ...
 
+    # build nothing: the shipped release's training-data record written again by this version's rules
+    python benchmarks/make_default_model.py --amend-training --results benchmarks/results/DATE-default-model.json
+
 1. stores the trained weights as fp16 (half the bytes; the network computes in fp32 from them) with the content
    hashes of its training photos, so any machine can check evaluation photos against them without the data;
 2. runs `lmliqa release` on it: ships the INT8 ONNX and the INT8 LiteRT model (torch-free scoring: each runtime's
@@ -79,7 +82,7 @@ def wheel_mb(folder: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", required=True,
+    ap.add_argument("--checkpoint",
                     help="the FP32 checkpoint trained on every dev photo, or a released fp16-stored one ('default': "
                          "the package's own, to release the same network again)")
     ap.add_argument("--calib", default="folder:../shared/data/livec-dev")
@@ -98,13 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--float-scope", help="lmliqa release --float-scope (default: each target's ladder)")
     ap.add_argument("--work", default="runs/default-model", help="where a released checkpoint is copied to")
     ap.add_argument("--results", help="also write the record for benchmarks/results here")
+    ap.add_argument("--amend-training", action="store_true",
+                    help="build nothing: write the training-data record of the release in --out again from its "
+                         "checkpoint (lmliqa.release.amend_training; the manifest keeps what it said before)")
     args = ap.parse_args(argv)
+    if not (args.checkpoint or args.amend_training):
+        ap.error("--checkpoint is required (or --amend-training)")
     from lmliqa.provenance import git_commit
 
     if str(git_commit()).endswith("+dirty"):       # the card names the commit the model was built from
         print("make_default_model: commit or stash your changes first (the release records a clean commit)",
               file=sys.stderr)
         return 2
+
+    if args.amend_training:
+        return amend(Path(args.out), args.results and Path(args.results))
 
     from lmliqa.cli._common import checkpoint_path
 
@@ -130,6 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         write_results(Path(args.results), out, half, size)
     return 0 if size <= BUDGET_MB else 1
+
+
+def amend(release: Path, results: Path | None) -> int:
+    """--amend-training: RELEASE's training record written again (and its RESULTS record, when given)."""
+    from lmliqa.manifest import read_manifest
+    from lmliqa.release import amend_training
+
+    body = amend_training(release)
+    print(f"{release}: " + (f"training record now {body['data']['training']['spec']}" if body else
+                            "nothing to amend"), file=sys.stderr)
+    if body and results:
+        write_results(results, release, release / read_manifest(release)["checkpoint"]["file"], wheel_mb(release))
+    return 0
 
 
 def train_command(train: dict) -> str:

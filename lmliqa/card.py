@@ -151,6 +151,14 @@ def _training(body: dict[str, Any]) -> list[str]:
             f"- Checkpoint sha256 `{body['checkpoint']['sha256']}`", ""]
 
 
+def with_training(card: str, body: dict[str, Any]) -> str:
+    """CARD (a MODEL_CARD.md) with its "Training data" section written again from BODY (release.amend_training)."""
+    head = "## Training data\n"
+    start = card.index(head)
+    end = card.index("\n## ", start + len(head)) + 1         # the next section's heading
+    return card[:start] + "\n".join(_training(body)) + "\n" + card[end:]
+
+
 def _accuracy(body: dict[str, Any]) -> list[str]:
     acc, data = body["accuracy"], body["data"]
     lines = ["## Accuracy"]

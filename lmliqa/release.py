@@ -153,6 +153,15 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, PhotoSet]:
         raise ReleaseError(f"{exc} (or pass --allow-overlap)") from None
 
 
+def training_names(spec: str | None, photos: PhotoSet, extra: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's training record of a checkpoint (metadata EXTRA) trained on PHOTOS (training_hashes): its data
+    spec and split, the whole lineage's ("A, then B") for a fine-tuned checkpoint, and how many photos."""
+    from .data import training_spec
+
+    return {"spec": spec or extra.get("dataset"), "split": training_spec(extra, "split"),
+            "n_images": len(photos) or None}
+
+
 def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The evaluation photos: disjoint from the photos the quantizers saw (calibration and validation photos, and with
     --qat-steps every --calib photo: always) and from the training photos (unless --allow-overlap), by content hash.
@@ -160,7 +169,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
     the same set as --calib or --val) and those outside the data set's published test split."""
     from lmliqa.quantize.calib import chosen_indices
 
-    from .data import PhotoSet, evaluation_indices, open_dataset, training_spec
+    from .data import PhotoSet, evaluation_indices, open_dataset
 
     calib_ds, calib_idx, val_ds, val_idx = chosen_indices(cfg.calib, cfg.n_calib, cfg.n_val, cfg.val)
     calib_h = _hashes([calib_ds.records[i].path for i in calib_idx])
@@ -201,10 +210,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                        "training_photos": None if cfg.allow_overlap else sum(h in train_set for h in val_h.values())},
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
                        "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
-        # train_spec: the whole lineage ("A, then B") of a fine-tuned checkpoint (init_from, quantize/_qat.py lineage)
-        "training": {"spec": train_spec or extra.get("dataset"), "split": training_spec(extra, "split"),
-                     "n_images": len(train_set) or None,
-                     "checked": not cfg.allow_overlap,
+        "training": {**training_names(train_spec, train_set, extra), "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},
         "allow_overlap": cfg.allow_overlap,
     }, skip + [str(eval_ds.records[i].path) for i in outside]
@@ -443,6 +449,39 @@ def manifest_body(r: Release) -> dict[str, Any]:
            for x in r.exported if x.outcome in (Outcome.PARTIAL, Outcome.UNAVAILABLE)],
         "bench": {"cpu": r.bench["cpu"], "threads": r.bench["threads"], "batches": r.bench["batches"]},
     }
+
+
+def amend_training(folder: str | Path) -> dict[str, Any] | None:
+    """Write a built release's training-data record again from its shipped checkpoint with this version's rules
+    (``training_names``): the manifest's ``data.training`` and ``checkpoint.trained_on`` and the card's "Training
+    data" section, for a release whose documents named a fine-tuned model's data wrongly (before they named the
+    whole lineage). Every artifact and measurement stays as built, the folder must still match its manifest, and the
+    manifest keeps what it said before and when it was amended (``amended``). None when there is nothing to amend."""
+    from . import card
+    from .manifest import MANIFEST, check_files, read_manifest, write_manifest
+    from .models.checkpoint import read_metadata
+    from .provenance import provenance
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not (check := check_files(folder, manifest)).ok:
+        raise ReleaseError(f"{folder} does not match its {MANIFEST}, so it is not amended: " + "; ".join(check.lines()))
+    if not manifest["checkpoint"].get("file"):
+        raise ReleaseError(f"{folder} ships no checkpoint: its training record cannot be derived again")
+    meta = read_metadata(folder / manifest["checkpoint"]["file"])
+    was = manifest["data"]["training"]
+    now = {**was, **training_names(*training_hashes(meta), meta.get("extra", {}))}
+    if now == was:
+        return None
+    body = {k: v for k, v in manifest.items() if k not in ("format", "files")}
+    body["data"]["training"] = body["checkpoint"]["trained_on"] = now
+    body["amended"] = body.get("amended", []) + [{
+        "what": "data.training, checkpoint.trained_on, MODEL_CARD.md 'Training data' (release.amend_training)",
+        "was": {k: was[k] for k in now if was[k] != now[k]}, "provenance": provenance()}]
+    path = folder / "MODEL_CARD.md"
+    path.write_text(card.with_training(path.read_text(), body))
+    write_manifest(folder, body)
+    return body
 
 
 # ------------------------------------------------------------------------------------------------------- golden

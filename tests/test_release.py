@@ -259,3 +259,58 @@ def test_an_execution_precision_missing_its_gate_is_withdrawn_not_shipped(releas
     with pytest.raises(PrecisionUnsupported, match="does not offer bf16: bf16 execution misses its gate"):
         load(copy / "mobile_openvino", precision="bf16")
     assert load(copy / "mobile_openvino").precision is Precision.FP32
+
+
+def test_amending_the_training_record_names_a_fine_tuned_models_whole_lineage(release, tmp_path, capsys):
+    """release.amend_training: a release whose documents name only a fine-tuned checkpoint's own data (as before
+    they named its lineage) gets its training record and card section written again from the shipped checkpoint;
+    the rest of the card, every artifact and the file check stay as they were, the manifest keeps what it said."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from lmliqa import card
+    from lmliqa.cli import main
+    from lmliqa.data import THEN
+    from lmliqa.manifest import read_manifest, write_manifest
+    from lmliqa.models.checkpoint import META_KEY
+    from lmliqa.release import amend_training
+
+    src, _ = release
+    out = tmp_path / "rel"
+    shutil.copytree(src, out)
+    body = {k: v for k, v in read_manifest(out).items() if k not in ("format", "files")}
+    ckpt = out / body["checkpoint"]["file"]
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta = json.loads(f.metadata()[META_KEY])
+    own = dict(body["data"]["training"])
+    assert own["spec"] == meta["extra"]["dataset"] and own["n_images"] == len(meta["extra"]["train_images_sha256"])
+    # the shipped checkpoint as a fine-tuned one: started from a model trained on other data, its recorded photo
+    # hashes covering both; the documents as the earlier rules wrote them (its own data only)
+    meta["extra"].update(init_from={"dataset": "livec:FIRST", "split": "all"}, train_images_complete=True)
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    body["checkpoint"]["sha256"] = sha256_file(ckpt)
+    text = (out / "MODEL_CARD.md").read_text()
+    assert card.with_training(text, body) == text                  # the section renders back as it was written
+    write_manifest(out, body)
+
+    amended = amend_training(out)
+    t = read_manifest(out)["data"]["training"]
+    assert t == read_manifest(out)["checkpoint"]["trained_on"] == amended["data"]["training"]
+    assert (t["spec"], t["split"]) == (f"livec:FIRST{THEN}{own['spec']}", f"all{THEN}{own['split']}")
+    assert {k: t[k] for k in ("n_images", "checked", "overlap_with_evaluation")} == \
+        {k: own[k] for k in ("n_images", "checked", "overlap_with_evaluation")}
+    assert amended["amended"][-1]["was"] == {"spec": own["spec"], "split": own["split"]}
+    new_text = (out / "MODEL_CARD.md").read_text()
+    assert f"- {t['spec']} (split `{t['split']}`, {t['n_images']} photos)" in new_text
+    section = slice(text.index("## Training data"), text.index("## Accuracy"))
+    assert new_text.replace(new_text[new_text.index("## Training data"):new_text.index("## Accuracy")], "") == \
+        text.replace(text[section], "")                           # nothing else in the card moved
+    assert amend_training(out) is None                            # nothing left to amend
+    assert main(["verify", str(out), "--json"]) == 0 and json.loads(capsys.readouterr().out)["ok"]
+
+    victim = out / "mobile_int8.onnx"                             # a folder that no longer matches is not amended
+    victim.write_bytes(victim.read_bytes()[:-1])
+    before = (out / MANIFEST).read_text()
+    with pytest.raises(ReleaseError, match="mobile_int8.onnx"):
+        amend_training(out)
+    assert (out / MANIFEST).read_text() == before
