@@ -145,14 +145,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def amend(release: Path, results: Path | None) -> int:
     """--amend-training: RELEASE's training record written again (and its RESULTS record, when given)."""
-    from lmliqa.manifest import read_manifest
     from lmliqa.release import amend_training
 
     body = amend_training(release)
     print(f"{release}: " + (f"training record now {body['data']['training']['spec']}" if body else
                             "nothing to amend"), file=sys.stderr)
     if body and results:
-        write_results(results, release, release / read_manifest(release)["checkpoint"]["file"], wheel_mb(release))
+        write_results(results, release, release / body["checkpoint"]["file"], wheel_mb(release))
     return 0
 
 

@@ -153,13 +153,13 @@ def training_hashes(ckpt_meta: dict[str, Any]) -> tuple[str, PhotoSet]:
         raise ReleaseError(f"{exc} (or pass --allow-overlap)") from None
 
 
-def training_names(spec: str | None, photos: PhotoSet, extra: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's training record of a checkpoint (metadata EXTRA) trained on PHOTOS (training_hashes): its data
-    spec and split, the whole lineage's ("A, then B") for a fine-tuned checkpoint, and how many photos."""
+def training_names(extra: dict[str, Any], photos: PhotoSet) -> dict[str, Any]:
+    """The manifest's training record of a checkpoint (metadata EXTRA) trained on PHOTOS (training_hashes; empty when
+    not checked): its data spec and split, the whole lineage's ("A, then B") for a fine-tuned checkpoint, and how many
+    photos."""
     from .data import training_spec
 
-    return {"spec": spec or extra.get("dataset"), "split": training_spec(extra, "split"),
-            "n_images": len(photos) or None}
+    return {"spec": training_spec(extra), "split": training_spec(extra, "split"), "n_images": len(photos) or None}
 
 
 def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -210,7 +210,7 @@ def check_data(cfg: ReleaseConfig, ckpt_meta: dict[str, Any]) -> tuple[dict[str,
                        "training_photos": None if cfg.allow_overlap else sum(h in train_set for h in val_h.values())},
         "evaluation": {"spec": cfg.eval, "photos": which, "n_images": len(evaluated),
                        "sha256": _set_hash(evaluated.values()), "left_out_as_quantizer_photos": len(skip)},
-        "training": {**training_names(train_spec, train_set, extra), "checked": not cfg.allow_overlap,
+        "training": {**training_names(extra, train_set), "checked": not cfg.allow_overlap,
                      "overlap_with_evaluation": None if cfg.allow_overlap else len(overlap)},
         "allow_overlap": cfg.allow_overlap,
     }, skip + [str(eval_ds.records[i].path) for i in outside]
@@ -470,7 +470,7 @@ def amend_training(folder: str | Path) -> dict[str, Any] | None:
         raise ReleaseError(f"{folder} ships no checkpoint: its training record cannot be derived again")
     meta = read_metadata(folder / manifest["checkpoint"]["file"])
     was = manifest["data"]["training"]
-    now = {**was, **training_names(*training_hashes(meta), meta.get("extra", {}))}
+    now = {**was, **training_names(meta.get("extra", {}), training_hashes(meta)[1])}
     if now == was:
         return None
     body = {k: v for k, v in manifest.items() if k not in ("format", "files")}
